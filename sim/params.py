@@ -1,0 +1,610 @@
+"""The scenario schema: one source of every parameter's default, unit and allowed range.
+
+A scenario is a TOML file whose tables mirror the sections below (``[population]``,
+``[graph]``, ``[sharing]``, ...). Every key is optional; a missing key takes the default
+written here, and nowhere else. Validation happens once, at the boundary
+(:meth:`Scenario.from_toml`, :meth:`Scenario.from_dict`): an unknown key (with the
+nearest valid name), a wrong type, a value out of range or an inconsistent set of values
+raises :class:`ScenarioError` naming the file, the dotted key and what was expected.
+
+Units are part of each field's description (``unit`` in the JSON schema): rates are
+*per week* unless the name says otherwise; durations are in weeks; shares are in [0, 1].
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import tomllib
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "CREDENTIAL_TYPES",
+    "DOMAINS",
+    "EDUCATION_LEVELS",
+    "Scenario",
+    "ScenarioError",
+    "field_info",
+    "load_scenario",
+]
+
+DOMAINS = ("business", "computer_science", "data_science", "information_technology")
+EDUCATION_LEVELS = (
+    "none_mentioned",
+    "less_than_high_school",
+    "high_school",
+    "some_college",
+    "associate",
+    "bachelor",
+    "master",
+    "doctorate",
+    "professional",
+)
+#: Levels that count as a college degree for the study's strata.
+COLLEGE_LEVELS = ("bachelor", "master", "doctorate", "professional")
+CREDENTIAL_TYPES = ("course", "guided_project", "specialization", "professional_certificate")
+
+
+class ScenarioError(ValueError):
+    """A scenario file or dictionary that does not fit the schema."""
+
+
+def _f(default: Any, unit: str, doc: str, **bounds: Any) -> Any:
+    """A schema field: default, unit and bounds in one place."""
+    return Field(default, description=doc, json_schema_extra={"unit": unit}, **bounds)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, validate_assignment=True)
+
+
+def _check_shares(shares: Mapping[str, float], names: tuple[str, ...], key: str) -> None:
+    missing = [n for n in names if n not in shares]
+    extra = [n for n in shares if n not in names]
+    if missing or extra:
+        raise ValueError(f"{key}: expected exactly the keys {list(names)}")
+    total = sum(shares.values())
+    if any(v < 0 for v in shares.values()) or not math.isclose(total, 1.0, abs_tol=1e-6):
+        raise ValueError(f"{key}: shares must be >= 0 and sum to 1 (they sum to {total:.6f})")
+
+
+class Meta(_Section):
+    name: str = _f("unnamed", "-", "Short name of the scenario, used in output folders.")
+    description: str = _f("", "-", "What the scenario is for.")
+
+
+class Population(_Section):
+    """Pre-treatment traits (TARGETS.md, 'Design of the study')."""
+
+    n_learners: int = _f(880_000, "learners", "Learners randomized.", ge=200, le=5_000_000)
+    matched_share: float = _f(
+        0.042,
+        "share",
+        "Share of learners whose profile the study observes (36,946 / 880,000).",
+        gt=0.0,
+        le=1.0,
+    )
+    domain_shares: dict[str, float] = _f(
+        {"business": 0.37, "computer_science": 0.25, "data_science": 0.24,
+         "information_technology": 0.14},
+        "share", "Credential domain, whole population (T8).",
+    )
+    matched_domain_shares: dict[str, float] = _f(
+        {"business": 0.332, "computer_science": 0.230, "data_science": 0.300,
+         "information_technology": 0.138},
+        "share", "Credential domain, matched sample (T1).",
+    )
+    developing_share: float = _f(0.896, "share", "Developing country, population.", ge=0, le=1)
+    matched_developing_share: float = _f(0.850, "share", "Developing, matched.", ge=0, le=1)
+    education_shares: dict[str, float] = _f(
+        {"none_mentioned": 0.645, "less_than_high_school": 0.006, "high_school": 0.059,
+         "some_college": 0.072, "associate": 0.029, "bachelor": 0.127, "master": 0.050,
+         "doctorate": 0.005, "professional": 0.007},
+        "share",
+        "Education, population (T1; the three levels T1 omits share the remaining 1.8%).",
+    )
+    matched_education_shares: dict[str, float] = _f(
+        {"none_mentioned": 0.164, "less_than_high_school": 0.012, "high_school": 0.097,
+         "some_college": 0.130, "associate": 0.062, "bachelor": 0.367, "master": 0.146,
+         "doctorate": 0.012, "professional": 0.010},
+        "share", "Education, matched sample (T1).",
+    )
+    experience_mean_years: float = _f(
+        2.0, "years", "Mean years of experience, unmatched learners.", ge=0, le=30
+    )
+    matched_experience_mean_years: float = _f(
+        3.04, "years", "Mean years of experience, matched sample (T1).", ge=0, le=30
+    )
+    experience_zero_share: float = _f(
+        0.35, "share", "Share with no work experience at all.", ge=0, lt=1
+    )
+    past_tech_share: float = _f(0.127, "share", "Past job in tech (T1, matched).", ge=0, le=1)
+    past_manager_share: float = _f(
+        0.064, "share", "Past job managerial (T1, matched).", ge=0, le=1
+    )
+    employed_share: float = _f(0.45, "share", "Employed at baseline.", ge=0, le=1)
+    credential_type_shares: dict[str, float] = _f(
+        {"course": 0.816, "guided_project": 0.170, "specialization": 0.009,
+         "professional_certificate": 0.005},
+        "share", "Credential type (T1).",
+    )
+    activity_sigma: float = _f(
+        0.8, "log-sd", "Dispersion of network activity (log-normal, median 1).", ge=0, le=3
+    )
+    matched_activity_multiplier: float = _f(
+        2.0, "ratio", "Matched learners' activity relative to the rest (they keep public "
+        "profiles).", gt=0, le=20,
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _check_shares(self.domain_shares, DOMAINS, "domain_shares")
+        _check_shares(self.matched_domain_shares, DOMAINS, "matched_domain_shares")
+        _check_shares(self.education_shares, EDUCATION_LEVELS, "education_shares")
+        _check_shares(
+            self.matched_education_shares, EDUCATION_LEVELS, "matched_education_shares"
+        )
+        _check_shares(self.credential_type_shares, CREDENTIAL_TYPES, "credential_type_shares")
+        m = self.matched_share
+        # The unmatched learners' shares are implied by population = m*matched + (1-m)*rest.
+        pairs = [
+            ("domain_shares", self.domain_shares, self.matched_domain_shares),
+            ("education_shares", self.education_shares, self.matched_education_shares),
+            (
+                "developing_share",
+                {"x": self.developing_share},
+                {"x": self.matched_developing_share},
+            ),
+        ]
+        for key, pop, matched in pairs:
+            for k in pop:
+                rest = pop[k] - m * matched[k]
+                if rest < -1e-9 or (m < 1 and rest / (1 - m) > 1 + 1e-9):
+                    raise ValueError(
+                        f"{key}: with matched_share={m}, the matched value {matched[k]} for "
+                        f"'{k}' cannot be part of a population value {pop[k]}"
+                    )
+        if m < 1 and m * self.matched_experience_mean_years > self.experience_mean_years + 30:
+            raise ValueError("experience means are inconsistent")
+        return self
+
+
+class Calendar(_Section):
+    """The study's calendar: graduation batches and the data-collection date."""
+
+    start_date: date = _f(date(2022, 9, 1), "date", "Week 0: first graduation batch.")
+    n_batches: int = _f(7, "months", "Monthly graduation batches (Sep 2022 - Mar 2023).", ge=1,
+                        le=24)
+    matched_batches: int = _f(
+        5, "months", "Batches from which the matched sample is drawn.", ge=1, le=24
+    )
+    collection_date: date = _f(
+        date(2023, 9, 1), "date", "Profiles collected; follow-up ends here."
+    )
+    burn_in_weeks: int = _f(
+        8, "weeks", "Weeks the market runs before week 0 to reach its steady state.", ge=0,
+        le=104,
+    )
+    new_job_min_weeks: int = _f(
+        4, "weeks", "A new job counts only if it starts this long after randomization.",
+        ge=0, le=52,
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.matched_batches > self.n_batches:
+            raise ValueError(
+                f"matched_batches ({self.matched_batches}) must be <= n_batches "
+                f"({self.n_batches})"
+            )
+        if self.collection_date <= self.start_date:
+            raise ValueError("collection_date must come after start_date")
+        if self.batch_week(self.n_batches - 1) >= self.n_weeks:
+            raise ValueError("the last batch graduates after the collection date")
+        return self
+
+    @property
+    def n_weeks(self) -> int:
+        """Weeks from the first graduation to data collection."""
+        return (self.collection_date - self.start_date).days // 7
+
+    def batch_week(self, batch: int) -> int:
+        """Week (from ``start_date``) at which monthly batch ``batch`` graduates."""
+        return round(batch * 52 / 12)
+
+
+class Graph(_Section):
+    """The default professional-graph generator (see :mod:`sim.network`)."""
+
+    mean_degree: float = _f(12.0, "links", "Mean learner-learner degree.", ge=0, le=200)
+    degree_exponent: float = _f(
+        2.5, "-", "Tail exponent of the degree distribution (Pareto, > 2 for a finite mean).",
+        gt=2.0, le=10,
+    )
+    domain_homophily: float = _f(
+        0.6, "share", "Share of a learner's links drawn within its domain.", ge=0, le=1
+    )
+    country_homophily: float = _f(
+        0.7, "share", "Share of links drawn within the learner's country group.", ge=0, le=1
+    )
+    employers_per_1000: float = _f(
+        4.0, "employers / 1000 learners", "Employers in the market.", gt=0, le=200
+    )
+    employer_size_exponent: float = _f(
+        2.0, "-", "Tail exponent of employer size (recruiters, vacancy share).", gt=1, le=10
+    )
+    employer_links_per_learner: float = _f(
+        2.0, "links", "Mean number of employers linked to a learner (recruiters following "
+        "learners of their domain); an employer's share grows with its size.", ge=0, le=100,
+    )
+
+
+class Sharing(_Section):
+    """Phase 1: who shares the credential, and when."""
+
+    hazard_at_grant: float = _f(
+        0.02, "per week", "Control sharing hazard in the week the credential is granted "
+        "(median activity).", ge=0, le=1,
+    )
+    hazard_decay_weeks: float = _f(
+        3.0, "weeks", "e-folding time of the control hazard after the grant.", gt=0, le=520
+    )
+    hazard_floor: float = _f(
+        0.0003, "per week", "Long-run control sharing hazard.", ge=0, le=1
+    )
+    activity_elasticity: float = _f(
+        1.0, "-", "Elasticity of the sharing hazard with respect to activity.", ge=0, le=5
+    )
+    max_hazard: float = _f(0.9, "per week", "Cap on any weekly sharing hazard.", gt=0, le=1)
+    app_open_share: tuple[float, float] = _f(
+        (0.82, 0.96), "share", "Range of the share of treated learners who open the app "
+        "within 30 days, by batch (drawn once per batch).",
+    )
+    nudge_strength: float = _f(
+        0.012, "-", "Scale of a notification's effect: the chance that a notification, seen "
+        "by a median-activity learner, leads to sharing is 1 - exp(-nudge_strength).",
+        ge=0, le=20,
+    )
+    second_notification_weeks: int = _f(
+        1, "weeks", "Delay of the second notification (sent only if the first did not lead "
+        "to sharing).", ge=1, le=12,
+    )
+    two_click_multiplier: float = _f(
+        1.0, "ratio", "Multiplier of the ordinary hazard of treated learners once they have "
+        "opened the app (the two-click flow lowers friction).", ge=1, le=10,
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        lo, hi = self.app_open_share
+        if not 0 <= lo <= hi <= 1:
+            raise ValueError(f"app_open_share: expected 0 <= low <= high <= 1, got {lo, hi}")
+        return self
+
+
+class Visibility(_Section):
+    """Phase 2: how a shared credential is seen."""
+
+    enabled: bool = _f(
+        True, "-", "The visibility channel: a shared credential makes employers consider the "
+        "learner more often (search boost, feed).",
+    )
+    search_boost: float = _f(
+        3.0, "ratio", "Extra weight of a shared credential in recruiter searches of its "
+        "domain (weight = activity * (1 + boost)).", ge=0, le=100,
+    )
+    feed_see_prob: float = _f(
+        0.15, "probability", "Chance that a neighbour sees a new share in the feed (median "
+        "activity).", ge=0, le=1,
+    )
+    reshare_prob: float = _f(
+        0.03, "probability", "Chance that a neighbour who saw the post reshares it to its own "
+        "neighbours.", ge=0, le=1,
+    )
+    click_prob: float = _f(
+        0.2, "probability", "Chance that a learner who sees the post opens the certificate "
+        "(a certificate view).", ge=0, le=1,
+    )
+    employer_look_prob: float = _f(
+        0.5, "probability", "Chance that an employer who sees the post looks at the "
+        "credential (a view; the learner becomes a candidate if the employer is hiring).",
+        ge=0, le=1,
+    )
+    shared_view_rate: float = _f(
+        0.01, "per week", "Ongoing certificate views of a shared credential from profile "
+        "visits (median activity).", ge=0, le=1,
+    )
+    unshared_view_rate: float = _f(
+        0.004, "per week", "Certificate views of an unshared credential (link sent with an "
+        "application, CV), median activity.", ge=0, le=1,
+    )
+    own_view_rate: float = _f(
+        0.05, "per week", "Learner looks at their own certificate (counted apart).", ge=0,
+        le=1,
+    )
+
+
+class Market(_Section):
+    """Phases 3-5: search, applications, screening, hiring and flows."""
+
+    vacancies_per_1000: float = _f(
+        4.0, "vacancies per week per 1000 learners", "Vacancy arrival rate.", ge=0, le=1000
+    )
+    in_scope_share: float = _f(
+        0.6, "share", "Share of vacancies with a tech or managerial title.", ge=0, le=1
+    )
+    vacancy_duration_weeks: float = _f(
+        6.0, "weeks", "Mean time a vacancy stays open before it expires.", gt=0, le=104
+    )
+    applications_unemployed: float = _f(
+        0.8, "per week", "Applications sent by an unemployed learner (median activity).",
+        ge=0, le=100,
+    )
+    applications_employed: float = _f(
+        0.15, "per week", "Applications sent by an employed learner (on-the-job search).",
+        ge=0, le=100,
+    )
+    in_domain_application_share: float = _f(
+        0.8, "share", "Share of applications to vacancies in the learner's domain.", ge=0, le=1
+    )
+    sourced_per_vacancy: float = _f(
+        1.5, "per week", "Learners a recruiter finds by searching the network, per open "
+        "vacancy.", ge=0, le=1000,
+    )
+    background_applicants: float = _f(
+        8.0, "per vacancy per week", "Applicants from outside the experiment (background "
+        "job seekers).", ge=0, le=10_000,
+    )
+    background_skill_mean: float = _f(
+        0.0, "skill sd", "Mean perceived skill of background applicants.", ge=-10, le=10
+    )
+    background_skill_sd: float = _f(
+        1.0, "skill sd", "Sd of background applicants' perceived skill.", gt=0, le=10
+    )
+    hiring_bar: float = _f(
+        1.2, "skill sd", "Minimum perceived fit an employer accepts.", ge=-10, le=10
+    )
+    fit_noise_sd: float = _f(
+        0.7, "skill sd", "Sd of the idiosyncratic fit of a candidate to a vacancy (what an "
+        "interview reveals).", ge=0, le=10,
+    )
+    separation_rate_per_year: float = _f(
+        0.15, "per year", "Rate at which jobs end.", ge=0, le=10
+    )
+    report_prob: float = _f(
+        0.8, "probability", "Chance that a new job is reported on the profile.", ge=0, le=1
+    )
+    report_lag_weeks: float = _f(
+        4.0, "weeks", "Mean lag between a job start and its report on the profile.", ge=0,
+        le=104,
+    )
+
+
+class Signal(_Section):
+    """Phase 4: what employers believe about a candidate's skill."""
+
+    enabled: bool = _f(
+        True, "-", "The signal channel: employers update their belief on a visible "
+        "credential.",
+    )
+    credibility: float = _f(
+        0.5, "share", "How informative employers take the credential to be (0: ignored; 1: "
+        "as informative as the model allows).", ge=0, le=1,
+    )
+    max_signal_precision: float = _f(
+        4.0, "1 / skill variance", "Precision of the credential signal at credibility 1.",
+        ge=0, le=1000,
+    )
+    prior_precision_thin: float = _f(
+        0.5, "1 / skill variance", "Precision of the employer's prior from a thin record "
+        "(no degree, no experience, no past job in scope).", gt=0, le=1000,
+    )
+    prior_precision_thick: float = _f(
+        4.0, "1 / skill variance", "Precision of the prior from a full record (degree, "
+        "5+ years, past job in scope).", gt=0, le=1000,
+    )
+    course_skill_gain: float = _f(
+        0.4, "skill sd", "Skill the course adds that no record shows (what the credential "
+        "reveals).", ge=-5, le=5,
+    )
+    education_skill: float = _f(
+        0.5, "skill sd", "Prior-mean skill gap between a doctorate and no education.", ge=0,
+        le=10,
+    )
+    experience_skill: float = _f(
+        0.08, "skill sd per year", "Prior-mean skill per year of experience (to 15 years).",
+        ge=0, le=1,
+    )
+    past_scope_skill: float = _f(
+        0.4, "skill sd", "Prior-mean skill of a past job in tech or management.", ge=0, le=10
+    )
+    developing_skill: float = _f(
+        -0.2, "skill sd", "Prior-mean skill shift for a developing-country record.", ge=-10,
+        le=10,
+    )
+    credential_weight: dict[str, float] = _f(
+        {"course": 1.0, "guided_project": 0.5, "specialization": 1.5,
+         "professional_certificate": 2.0},
+        "ratio", "Signal precision of each credential type relative to a course.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.prior_precision_thick < self.prior_precision_thin:
+            raise ValueError(
+                f"prior_precision_thick ({self.prior_precision_thick}) must be >= "
+                f"prior_precision_thin ({self.prior_precision_thin})"
+            )
+        if set(self.credential_weight) != set(CREDENTIAL_TYPES) or any(
+            v < 0 for v in self.credential_weight.values()
+        ):
+            raise ValueError(f"credential_weight: expected keys {list(CREDENTIAL_TYPES)}, >= 0")
+        return self
+
+
+class Study(_Section):
+    """The experiment layer: assignment and measurement."""
+
+    treated_share: float = _f(
+        0.5, "share", "Share of each stratum assigned to the nudge.", ge=0, le=1
+    )
+
+
+class Scenario(_Section):
+    """A complete, validated scenario."""
+
+    meta: Meta = Field(default_factory=Meta)
+    population: Population = Field(default_factory=Population)
+    calendar: Calendar = Field(default_factory=Calendar)
+    graph: Graph = Field(default_factory=Graph)
+    sharing: Sharing = Field(default_factory=Sharing)
+    visibility: Visibility = Field(default_factory=Visibility)
+    market: Market = Field(default_factory=Market)
+    signal: Signal = Field(default_factory=Signal)
+    study: Study = Field(default_factory=Study)
+
+    # ---- construction -------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Scenario:
+        """Validate a nested mapping; errors name ``source`` and the dotted key."""
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as err:
+            raise ScenarioError(_explain(err, source)) from None
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Scenario:
+        """Read and validate a scenario file."""
+        path = Path(path)
+        if not path.is_file():
+            raise ScenarioError(f"{path}: no such scenario file")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise ScenarioError(f"{path}: not valid TOML ({err})") from None
+        data.pop("provenance", None)  # written by `credsim calibrate`; informational
+        return cls.from_dict(data, source=str(path))
+
+    def with_overrides(self, overrides: Mapping[str, Any], source: str = "overrides") -> Scenario:
+        """A copy with dotted keys replaced, e.g. ``{"signal.credibility": 0.8}``."""
+        data = self.to_dict()
+        for key, value in overrides.items():
+            section, _, name = key.partition(".")
+            if not name or section not in data or not isinstance(data[section], dict):
+                valid = [f"{s}.{k}" for s, sec in data.items() for k in sec]
+                raise ScenarioError(f"{source}: unknown key '{key}'{_nearest(key, valid)}")
+            data[section][name] = value
+        return Scenario.from_dict(data, source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (dates as ``datetime.date``, tuples as lists)."""
+        return _plain(self.model_dump())
+
+    def to_toml(self) -> str:
+        """Every parameter written out explicitly, one table per section."""
+        return dumps_toml(self.to_dict())
+
+
+def load_scenario(path_or_name: str | Path, scenarios_dir: str | Path = "scenarios") -> Scenario:
+    """Load ``path_or_name``, or ``scenarios_dir/<name>.toml`` when given a bare name."""
+    path = Path(path_or_name)
+    if not path.suffix and not path.exists():
+        path = Path(scenarios_dir) / f"{path_or_name}.toml"
+    return Scenario.from_toml(path)
+
+
+def field_info(dotted: str) -> dict[str, Any]:
+    """Default, unit, bounds and description of one parameter (for CLIs and apps)."""
+    section, _, name = dotted.partition(".")
+    sec_cls = Scenario.model_fields[section].default_factory
+    f = sec_cls.model_fields[name]
+    bounds: dict[str, Any] = {}
+    for m in f.metadata:
+        for attr in ("ge", "gt", "le", "lt"):
+            if getattr(m, attr, None) is not None:
+                bounds[attr] = getattr(m, attr)
+    extra = f.json_schema_extra or {}
+    return {"default": f.default, "unit": extra.get("unit", ""), "doc": f.description, **bounds}
+
+
+# ---- helpers ------------------------------------------------------------------------
+
+
+def _nearest(key: str, valid: list[str]) -> str:
+    near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return f" (did you mean '{near[0]}'?)" if near else ""
+
+
+def _expected(section: str, name: str) -> str:
+    try:
+        info = field_info(f"{section}.{name}")
+    except (KeyError, AttributeError, TypeError):
+        return ""
+    lo = info.get("ge", info.get("gt"))
+    hi = info.get("le", info.get("lt"))
+    if lo is None and hi is None:
+        return ""
+    lb = "[" if "ge" in info else "("
+    rb = "]" if "le" in info else ")"
+    return f"; allowed range {lb}{lo}, {hi}{rb} {info['unit']}".rstrip()
+
+
+def _explain(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"]]
+        key = ".".join(loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            if len(loc) == 1:
+                valid = list(Scenario.model_fields)
+            else:
+                sec_cls = Scenario.model_fields[loc[0]].default_factory
+                valid = [f"{loc[0]}.{k}" for k in sec_cls.model_fields]
+            lines.append(f"{source}: unknown key '{key}'{_nearest(key, valid)}")
+            continue
+        msg = e["msg"].removeprefix("Value error, ")
+        got = e.get("input")
+        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        hint = _expected(loc[0], loc[1]) if len(loc) >= 2 else ""
+        lines.append(f"{source}: key '{key}': {msg}{got_s}{hint}")
+    return "\n".join(lines)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, tuple | list):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, date):
+        return v.isoformat()
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dumps_toml(data: Mapping[str, Any]) -> str:
+    """Write a two-level mapping (tables of scalars) as TOML."""
+    out: list[str] = []
+    for section, body in data.items():
+        out.append(f"[{section}]")
+        for k, v in body.items():
+            out.append(f"{k} = {_toml_value(v)}")
+        out.append("")
+    return "\n".join(out)

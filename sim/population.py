@@ -1,0 +1,242 @@
+"""Pre-treatment traits of learners and employers, and the study's random assignment.
+
+Pure functions: a scenario section and a ``numpy.random.Generator`` in, arrays out.
+
+Modelling choices (MODEL.md leaves them to us):
+
+* **Matched vs. unmatched learners.** TARGETS.md gives trait shares for the population
+  and for the matched sample (~4%). A learner's matched flag is drawn first; its traits
+  then come from the matched distribution or from the *implied* unmatched one,
+  ``(population - m * matched) / (1 - m)``, so both margins are reproduced. Matched
+  learners come only from the first ``calendar.matched_batches`` batches, as in the
+  paper's matched-sample tables.
+* **Skill.** Latent skill is in units of its population standard deviation. An employer
+  reading a record forms a prior ``N(mu(x), 1/tau(x))``: ``mu`` rises with education,
+  experience and a past job in scope and falls with a developing-country record;
+  ``tau`` grows with how *thick* the record is (degree, years of experience, past job in
+  scope). The prior is correct on average for people who have not taken the course:
+  ``skill = mu + course_gain + e / sqrt(tau)``. The course adds ``course_skill_gain`` that
+  no record shows; the credential, when an employer sees it, reveals a noisy reading of
+  skill, ``signal = skill + n / sqrt(precision)``. Thin records leave more to learn, so the
+  same credential moves beliefs most for low-employability learners.
+* **Baseline employment** rises with the record's prior mean (logistic, slope 1 per sd).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+from scipy.special import expit, logit
+
+from sim.params import (
+    COLLEGE_LEVELS,
+    CREDENTIAL_TYPES,
+    DOMAINS,
+    EDUCATION_LEVELS,
+    Scenario,
+)
+
+__all__ = [
+    "EDUCATION_RANK",
+    "Employers",
+    "Learners",
+    "draw_employers",
+    "draw_learners",
+    "stratified_assignment",
+]
+
+#: Ordinal position of each education level on a 0..1 scale (prior mean of skill).
+EDUCATION_RANK = np.array([0.15, 0.0, 0.25, 0.4, 0.5, 0.65, 0.8, 1.0, 0.9])
+_COLLEGE = np.array([lvl in COLLEGE_LEVELS for lvl in EDUCATION_LEVELS])
+
+
+@dataclass
+class Learners:
+    """Pre-treatment traits, one array entry per learner (index = learner id)."""
+
+    domain: np.ndarray  # int8, index into DOMAINS
+    developing: np.ndarray  # bool
+    education: np.ndarray  # int8, index into EDUCATION_LEVELS
+    college: np.ndarray  # bool
+    experience: np.ndarray  # float32, years
+    past_tech: np.ndarray  # bool
+    past_manager: np.ndarray  # bool
+    employed0: np.ndarray  # bool, employed at baseline
+    matched: np.ndarray  # bool, profile observable by the study
+    activity: np.ndarray  # float32, network activity (median 1)
+    credential: np.ndarray  # int8, index into CREDENTIAL_TYPES
+    batch: np.ndarray  # int8, graduation batch (month)
+    grant_week: np.ndarray  # int16, week the credential is granted (= randomization)
+    prior_mean: np.ndarray  # float32, employer's prior mean of skill from the record
+    prior_precision: np.ndarray  # float32, 1 / variance of that prior
+    skill: np.ndarray  # float32, latent true skill
+    signal: np.ndarray  # float32, what the credential reveals about skill
+    signal_precision: np.ndarray  # float32, precision of that reading at credibility 1
+
+    def __len__(self) -> int:
+        return len(self.domain)
+
+    @property
+    def stratum(self) -> np.ndarray:
+        """Randomization stratum: domain x developing x college (0..15)."""
+        return (self.domain.astype(np.int16) * 4 + self.developing * 2 + self.college).astype(
+            np.int16
+        )
+
+    def take(self, idx: np.ndarray) -> Learners:
+        """A subset of learners (copies)."""
+        return Learners(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+
+@dataclass
+class Employers:
+    """Employers: a domain and a size (share of recruiters and vacancies)."""
+
+    domain: np.ndarray  # int8
+    size: np.ndarray  # float64, relative size (mean 1)
+
+    def __len__(self) -> int:
+        return len(self.domain)
+
+
+def _categorical(rng: np.random.Generator, p: np.ndarray, n: int) -> np.ndarray:
+    """``n`` draws of category indices with probabilities ``p`` (inverse CDF)."""
+    cdf = np.cumsum(p)
+    cdf /= cdf[-1]
+    return np.searchsorted(cdf, rng.random(n), side="right").astype(np.int8)
+
+
+def _split(pop: dict[str, float], matched: dict[str, float], names, m: float):
+    """Matched and implied unmatched category probabilities."""
+    p_m = np.array([matched[k] for k in names], dtype=float)
+    p_pop = np.array([pop[k] for k in names], dtype=float)
+    p_u = np.clip(p_pop - m * p_m, 0, None) if m < 1 else p_m.copy()
+    return p_m, (p_u / p_u.sum() if p_u.sum() > 0 else p_m)
+
+
+def draw_learners(scenario: Scenario, rng: np.random.Generator) -> Learners:
+    """Draw the learner population of ``scenario`` (TARGETS.md margins, see module doc)."""
+    pop, cal, sig = scenario.population, scenario.calendar, scenario.signal
+    n, m = pop.n_learners, pop.matched_share
+
+    # Batches are equal in expectation; matched learners only in the first batches.
+    batch = rng.integers(0, cal.n_batches, n).astype(np.int8)
+    in_matched_batches = batch < cal.matched_batches
+    p_match = min(1.0, m * cal.n_batches / cal.matched_batches)
+    matched = in_matched_batches & (rng.random(n) < p_match)
+    m_eff = matched.mean() if n else m
+
+    def by_group(pop_shares, matched_shares, names):
+        p_m, p_u = _split(pop_shares, matched_shares, names, m_eff)
+        out = _categorical(rng, p_u, n)
+        out[matched] = _categorical(rng, p_m, int(matched.sum()))
+        return out
+
+    domain = by_group(pop.domain_shares, pop.matched_domain_shares, DOMAINS)
+    education = by_group(pop.education_shares, pop.matched_education_shares, EDUCATION_LEVELS)
+    p_dev_u = np.clip((pop.developing_share - m_eff * pop.matched_developing_share)
+                      / max(1 - m_eff, 1e-12), 0, 1)
+    developing = rng.random(n) < np.where(matched, pop.matched_developing_share, p_dev_u)
+    college = _COLLEGE[education]
+
+    # Experience: a share with none, the rest exponential with the matching overall mean.
+    mean_exp = np.where(matched, pop.matched_experience_mean_years, pop.experience_mean_years)
+    z = pop.experience_zero_share
+    has_exp = rng.random(n) >= z
+    experience = (has_exp * rng.exponential(1.0, n) * mean_exp / (1 - z)).astype(np.float32)
+
+    # Past jobs in scope are more common with more experience (mean-preserving tilt).
+    tilt = np.minimum(experience, 15) / max(float(np.mean(np.minimum(experience, 15))), 1e-9)
+    tilt = 0.5 + 0.5 * tilt
+    past_tech = rng.random(n) < np.clip(pop.past_tech_share * tilt, 0, 1)
+    past_manager = rng.random(n) < np.clip(pop.past_manager_share * tilt, 0, 1)
+
+    credential = _categorical(
+        rng, np.array([pop.credential_type_shares[k] for k in CREDENTIAL_TYPES]), n
+    )
+    activity = np.exp(pop.activity_sigma * rng.standard_normal(n)).astype(np.float32)
+    activity[matched] *= pop.matched_activity_multiplier
+
+    # Employer's prior from the record, and latent skill (see module docstring).
+    past_scope = past_tech | past_manager
+    exp_c = np.minimum(experience, 15.0)
+    prior_mean = (
+        sig.education_skill * EDUCATION_RANK[education]
+        + sig.experience_skill * exp_c
+        + sig.past_scope_skill * past_scope
+        + sig.developing_skill * developing
+    )
+    prior_mean -= prior_mean.mean()
+    thickness = (college + np.minimum(experience, 5.0) / 5.0 + past_scope) / 3.0
+    tau = sig.prior_precision_thin + (sig.prior_precision_thick - sig.prior_precision_thin) * (
+        thickness
+    )
+    skill = prior_mean + sig.course_skill_gain + rng.standard_normal(n) / np.sqrt(tau)
+    weight = np.array([sig.credential_weight[k] for k in CREDENTIAL_TYPES])[credential]
+    signal_precision = sig.max_signal_precision * weight
+    noise = rng.standard_normal(n) / np.sqrt(np.maximum(signal_precision, 1e-12))
+    signal = skill + np.where(signal_precision > 0, noise, 0.0)
+
+    employed0 = rng.random(n) < expit(logit(np.clip(pop.employed_share, 1e-6, 1 - 1e-6))
+                                      + (prior_mean - prior_mean.mean()))
+
+    grant_week = np.array([cal.batch_week(b) for b in range(cal.n_batches)], dtype=np.int16)
+    f32 = np.float32
+    return Learners(
+        domain=domain,
+        developing=developing,
+        education=education,
+        college=college,
+        experience=experience,
+        past_tech=past_tech,
+        past_manager=past_manager,
+        employed0=employed0,
+        matched=matched,
+        activity=activity,
+        credential=credential,
+        batch=batch,
+        grant_week=grant_week[batch],
+        prior_mean=prior_mean.astype(f32),
+        prior_precision=tau.astype(f32),
+        skill=skill.astype(f32),
+        signal=signal.astype(f32),
+        signal_precision=signal_precision.astype(f32),
+    )
+
+
+def draw_employers(scenario: Scenario, rng: np.random.Generator) -> Employers:
+    """Employers: domain by the population's domain shares, Pareto-tailed size (mean 1)."""
+    n_lrn = scenario.population.n_learners
+    n = max(len(DOMAINS), round(n_lrn * scenario.graph.employers_per_1000 / 1000))
+    p = np.array([scenario.population.domain_shares[k] for k in DOMAINS])
+    domain = _categorical(rng, p, n)
+    domain[: len(DOMAINS)] = np.arange(len(DOMAINS))  # every domain has an employer
+    a = scenario.graph.employer_size_exponent
+    size = (1.0 - rng.random(n)) ** (-1.0 / a)
+    return Employers(domain=domain, size=size / size.mean())
+
+
+def stratified_assignment(
+    groups: np.ndarray, treated_share: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Assign ``treated_share`` of every group to treatment, at random.
+
+    Within a group of size ``g`` exactly ``floor(g * share)`` learners are treated, plus
+    one more with probability equal to the remainder, so the share holds in expectation
+    and as closely as integers allow in every group (a 50/50 split within each batch x
+    stratum cell, as in the study).
+    """
+    n = len(groups)
+    key = rng.random(n)
+    extra = rng.random(n)
+    order = np.lexsort((key, groups))
+    g_sorted = groups[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(g_sorted)) + 1]
+    sizes = np.diff(np.r_[starts, n])
+    rank = np.arange(n) - np.repeat(starts, sizes)
+    target = sizes * treated_share
+    k = np.floor(target) + (extra[order[starts]] < target - np.floor(target))
+    treated = np.empty(n, dtype=bool)
+    treated[order] = rank < np.repeat(k, sizes)
+    return treated
