@@ -25,7 +25,7 @@ Choices MODEL.md leaves open, written down here:
 * Recruiter search: each open vacancy draws ``Poisson(sourced_per_vacancy)`` learners of
   its domain with probability proportional to ``activity * (1 + search_boost * shared)``
   (no boost when the visibility channel is off). A recruiter who finds a learner with a
-  shared credential looks at it (a view).
+  shared credential opens it (a view) with probability ``recruiter_view_prob``.
 * Screening: an employer's belief about a candidate is the prior from the record; when
   the signal channel is on and the credential is shared, it is updated on the signal with
   precision ``credibility * signal_precision`` (normal-normal updating). The candidate's
@@ -324,7 +324,8 @@ def search_and_apply(
     src_learner = domain_order[pos].astype(np.int64)
     has_dom = hi[d] > lo[d]
     src_vac, src_learner = src_vac[has_dom], src_learner[has_dom]
-    sourced_views = np.bincount(src_learner[shared[src_learner]], minlength=n).astype(np.int32)
+    looked = shared[src_learner] & (rng_source.random(len(src_learner)) < vis.recruiter_view_prob)
+    sourced_views = np.bincount(src_learner[looked], minlength=n).astype(np.int32)
 
     # employers who looked at a new share consider the learner for one open vacancy
     if vis.enabled and len(seen.look_employer) and n_vac:

@@ -60,7 +60,7 @@ def _f(default: Any, unit: str, doc: str, **bounds: Any) -> Any:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False, validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
 
 
 def _check_shares(shares: Mapping[str, float], names: tuple[str, ...], key: str) -> None:
@@ -248,7 +248,7 @@ class Sharing(_Section):
     """Phase 1: who shares the credential, and when."""
 
     hazard_at_grant: float = _f(
-        0.02, "per week", "Control sharing hazard in the week the credential is granted "
+        0.0163, "per week", "Control sharing hazard in the week the credential is granted "
         "(median activity).", ge=0, le=1,
     )
     hazard_decay_weeks: float = _f(
@@ -261,12 +261,12 @@ class Sharing(_Section):
         1.0, "-", "Elasticity of the sharing hazard with respect to activity.", ge=0, le=5
     )
     max_hazard: float = _f(0.9, "per week", "Cap on any weekly sharing hazard.", gt=0, le=1)
-    app_open_share: tuple[float, float] = _f(
-        (0.82, 0.96), "share", "Range of the share of treated learners who open the app "
+    app_open_share: list[float] = _f(
+        [0.82, 0.96], "share", "Range of the share of treated learners who open the app "
         "within 30 days, by batch (drawn once per batch).",
     )
     nudge_strength: float = _f(
-        0.012, "-", "Scale of a notification's effect: the chance that a notification, seen "
+        0.0078, "-", "Scale of a notification's effect: the chance that a notification, seen "
         "by a median-activity learner, leads to sharing is 1 - exp(-nudge_strength).",
         ge=0, le=20,
     )
@@ -281,6 +281,8 @@ class Sharing(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if len(self.app_open_share) != 2:
+            raise ValueError("app_open_share: expected two numbers [low, high]")
         lo, hi = self.app_open_share
         if not 0 <= lo <= hi <= 1:
             raise ValueError(f"app_open_share: expected 0 <= low <= high <= 1, got {lo, hi}")
@@ -295,7 +297,7 @@ class Visibility(_Section):
         "learner more often (search boost, feed).",
     )
     search_boost: float = _f(
-        3.0, "ratio", "Extra weight of a shared credential in recruiter searches of its "
+        15.0, "ratio", "Extra weight of a shared credential in recruiter searches of its "
         "domain (weight = activity * (1 + boost)).", ge=0, le=100,
     )
     feed_see_prob: float = _f(
@@ -307,7 +309,7 @@ class Visibility(_Section):
         "neighbours.", ge=0, le=1,
     )
     click_prob: float = _f(
-        0.2, "probability", "Chance that a learner who sees the post opens the certificate "
+        0.05, "probability", "Chance that a learner who sees the post opens the certificate "
         "(a certificate view).", ge=0, le=1,
     )
     employer_look_prob: float = _f(
@@ -315,12 +317,16 @@ class Visibility(_Section):
         "credential (a view; the learner becomes a candidate if the employer is hiring).",
         ge=0, le=1,
     )
+    recruiter_view_prob: float = _f(
+        0.15, "probability", "Chance that a recruiter whose search finds a learner with a "
+        "shared credential opens it (a view).", ge=0, le=1,
+    )
     shared_view_rate: float = _f(
         0.01, "per week", "Ongoing certificate views of a shared credential from profile "
         "visits (median activity).", ge=0, le=1,
     )
     unshared_view_rate: float = _f(
-        0.004, "per week", "Certificate views of an unshared credential (link sent with an "
+        0.0027, "per week", "Certificate views of an unshared credential (link sent with an "
         "application, CV), median activity.", ge=0, le=1,
     )
     own_view_rate: float = _f(
@@ -333,10 +339,10 @@ class Market(_Section):
     """Phases 3-5: search, applications, screening, hiring and flows."""
 
     vacancies_per_1000: float = _f(
-        4.0, "vacancies per week per 1000 learners", "Vacancy arrival rate.", ge=0, le=1000
+        6.0, "vacancies per week per 1000 learners", "Vacancy arrival rate.", ge=0, le=1000
     )
     in_scope_share: float = _f(
-        0.6, "share", "Share of vacancies with a tech or managerial title.", ge=0, le=1
+        0.68, "share", "Share of vacancies with a tech or managerial title.", ge=0, le=1
     )
     vacancy_duration_weeks: float = _f(
         6.0, "weeks", "Mean time a vacancy stays open before it expires.", gt=0, le=104
@@ -346,7 +352,7 @@ class Market(_Section):
         ge=0, le=100,
     )
     applications_employed: float = _f(
-        0.15, "per week", "Applications sent by an employed learner (on-the-job search).",
+        0.3, "per week", "Applications sent by an employed learner (on-the-job search).",
         ge=0, le=100,
     )
     in_domain_application_share: float = _f(
@@ -370,7 +376,7 @@ class Market(_Section):
         1.2, "skill sd", "Minimum perceived fit an employer accepts.", ge=-10, le=10
     )
     fit_noise_sd: float = _f(
-        0.7, "skill sd", "Sd of the idiosyncratic fit of a candidate to a vacancy (what an "
+        1.5, "skill sd", "Sd of the idiosyncratic fit of a candidate to a vacancy (what an "
         "interview reveals).", ge=0, le=10,
     )
     separation_rate_per_year: float = _f(
@@ -393,7 +399,7 @@ class Signal(_Section):
         "credential.",
     )
     credibility: float = _f(
-        0.5, "share", "How informative employers take the credential to be (0: ignored; 1: "
+        0.9, "share", "How informative employers take the credential to be (0: ignored; 1: "
         "as informative as the model allows).", ge=0, le=1,
     )
     max_signal_precision: float = _f(
@@ -401,7 +407,7 @@ class Signal(_Section):
         ge=0, le=1000,
     )
     prior_precision_thin: float = _f(
-        0.5, "1 / skill variance", "Precision of the employer's prior from a thin record "
+        0.3, "1 / skill variance", "Precision of the employer's prior from a thin record "
         "(no degree, no experience, no past job in scope).", gt=0, le=1000,
     )
     prior_precision_thick: float = _f(
@@ -483,12 +489,17 @@ class Scenario(_Section):
         path = Path(path)
         if not path.is_file():
             raise ScenarioError(f"{path}: no such scenario file")
+        return cls.from_toml_text(path.read_text(encoding="utf-8"), source=str(path))
+
+    @classmethod
+    def from_toml_text(cls, text: str, source: str = "<toml>") -> Scenario:
+        """Validate scenario TOML text; ``[provenance]`` (from calibration) is skipped."""
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
-            raise ScenarioError(f"{path}: not valid TOML ({err})") from None
+            raise ScenarioError(f"{source}: not valid TOML ({err})") from None
         data.pop("provenance", None)  # written by `credsim calibrate`; informational
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(data, source=source)
 
     def with_overrides(self, overrides: Mapping[str, Any], source: str = "overrides") -> Scenario:
         """A copy with dotted keys replaced, e.g. ``{"signal.credibility": 0.8}``."""

@@ -1,0 +1,65 @@
+"""The study's published numbers (TARGETS.md): what the calibrated model must reproduce.
+
+Source: Athey & Palikot, "The value of non-traditional credentials in the labor market",
+arXiv 2405.00247 (v1, 2024); T2, T4, T5, T6 are its tables. Effects are ITT in
+percentage points with their SE; control means are in percent. Where the paper gives no
+SE for a control mean it is the binomial SE of a mean over the control group's size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["MATCHED_N", "TARGETS", "Target"]
+
+#: Matched sample of the paper: 36,946 learners (18,487 treated, 18,459 control).
+MATCHED_N = {"total": 36_946, "treated": 18_487, "control": 18_459}
+#: Learners in the certificate-view regressions (T6).
+VIEWS_N = 765_616
+
+
+@dataclass(frozen=True)
+class Target:
+    """One row of the paper: an ITT effect with its SE and the control mean."""
+
+    id: str
+    label: str
+    itt_pp: float
+    se_pp: float
+    control_mean: float  # percent
+    n: int
+    source: str
+    rel: float | None = None  # relative effect as published (fraction)
+    rel_se: float | None = None
+
+    @property
+    def control_se(self) -> float:
+        """Binomial SE (pp) of the control mean over the control half of ``n``."""
+        p = self.control_mean / 100
+        return 100 * math.sqrt(p * (1 - p) / (self.n / 2))
+
+    def ci95(self) -> tuple[float, float]:
+        """The paper's 95% interval for the effect (pp)."""
+        return (self.itt_pp - 1.96 * self.se_pp, self.itt_pp + 1.96 * self.se_pp)
+
+
+TARGETS: dict[str, Target] = {
+    t.id: t
+    for t in (
+        Target("shared", "credential shared", 2.8, 0.4, 16.5, MATCHED_N["total"],
+               "T4, p.14", rel=0.17),
+        Target("new_job", "new job (start >= 1 month after randomization)", 1.006, 0.452,
+               17.3, MATCHED_N["total"], "T2 col 1", rel=0.058, rel_se=0.026),
+        Target("new_job_in_scope", "new job in scope (tech or managerial)", 1.187, 0.397,
+               12.7, MATCHED_N["total"], "T2 col 2", rel=0.093, rel_se=0.031),
+        Target("any_view", "any certificate view (full population)", 0.619, 0.090, 18.84,
+               VIEWS_N, "T6", rel=0.034),
+        Target("new_job_high", "new job, high predicted employability", 0.382, 1.141, 31.6,
+               9_432, "T5", rel=0.012, rel_se=0.037),
+        Target("new_job_medium", "new job, medium predicted employability", 0.671, 0.640,
+               12.0, 11_817, "T5", rel=0.054, rel_se=0.053),
+        Target("new_job_low", "new job, low predicted employability", 1.265, 0.529, 11.0,
+               15_697, "T5", rel=0.109, rel_se=0.048),
+    )
+}
