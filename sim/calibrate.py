@@ -78,6 +78,7 @@ MARKET_PARAMS = (
     FreeParam("market.fit_noise_sd", 0.1, 3.0),
     FreeParam("signal.credibility", 0.01, 1.0),
     FreeParam("signal.prior_precision_thin", 0.05, 3.9),
+    FreeParam("signal.course_skill_gain", -1.0, 2.0),
     FreeParam("visibility.search_boost", 0.0, 30.0),
     FreeParam("visibility.unshared_view_rate", 1e-4, 0.05),
     FreeParam("visibility.recruiter_view_prob", 0.0, 1.0),
@@ -310,27 +311,7 @@ def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _finite(d: dict) -> dict:
-    return {k: (v if isinstance(v, float) and math.isfinite(v) else None) if isinstance(
-        v, float) else v for k, v in d.items()}
-
-
 # ---- the command's work -------------------------------------------------------------------
-
-
-def git_commit(root: Path | None = None) -> str:
-    """The project's git commit (with ``-dirty`` if the tree has changes), or "unknown"."""
-    import subprocess
-
-    root = root or Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, check=True).stdout
-        return head + ("-dirty" if dirty.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def calibrated_scenario(base: Scenario, result: dict) -> Scenario:
@@ -389,7 +370,10 @@ def calibrate(base_path: str | Path, seed: int, out_dir: str | Path, scenario_ou
                       max_iterations)
     result = cal.run()
     scn = calibrated_scenario(base, result)
-    commit = git_commit()
+    from sim.store import git_info
+
+    git = git_info()
+    commit = git["commit"] + ("-dirty" if git["dirty"] else "")
     when = clock() if clock else ""
     seconds = time.monotonic() - t0
     text = ("# Calibrated scenario: the output of `credsim calibrate`; do not edit by hand.\n"

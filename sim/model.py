@@ -6,8 +6,8 @@ function of :mod:`sim.dynamics`. ``Learner`` and ``Employer`` agents are views o
 arrays, for inspection; the step never loops over agents.
 
 Randomness: one root ``SeedSequence`` per run, spawned in a fixed order into the named
-streams ``population``, ``graph``, ``assignment``, ``dynamics`` and ``behaviour`` (when
-each learner would open the app); each week's phases get
+streams ``population``, ``graph``, ``assignment``, ``dynamics``, ``behaviour`` (when
+each learner would open the app) and ``employers``; each week's phases get
 generators spawned from ``dynamics`` by (week, phase). Two models built from the same
 seed share the population, the graph and every weekly draw (common random numbers); a
 different ``treated`` vector is then the only difference between them.
@@ -49,13 +49,15 @@ _PHASES = ("share", "visibility", "apply", "source", "screen", "separate", "vaca
 class Streams:
     """The run's named random streams (SPEC 7: one root, spawned in a fixed order)."""
 
-    NAMES = ("population", "graph", "assignment", "dynamics", "behaviour")
+    NAMES = ("population", "graph", "assignment", "dynamics", "behaviour", "employers")
 
     def __init__(self, seed: int | np.random.SeedSequence | None):
         root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(
             seed)
         self.root = root
         self.seed = root.entropy
+        #: With ``seed``, what reproduces a spawned stream: ``SeedSequence(seed, spawn_key=...)``
+        self.spawn_key = tuple(root.spawn_key)
         self._children = dict(zip(self.NAMES, root.spawn(len(self.NAMES)), strict=True))
 
     def rng(self, name: str) -> np.random.Generator:
@@ -161,6 +163,7 @@ class CredentialMarket(mesa.Model):
         super().__init__(rng=int(self.streams.root.generate_state(1)[0]))
         self.params = scn = scenario or Scenario()
         self.seed = self.streams.seed
+        self.spawn_key = self.streams.spawn_key
         cal = scn.calendar
 
         pop_rng = self.streams.rng("population")
@@ -169,11 +172,14 @@ class CredentialMarket(mesa.Model):
         n = len(self.population)
         if isinstance(graph, nx.Graph):
             graph = ProfessionalGraph.from_networkx(graph)
+        if graph is not None and graph.n_employers == 0:
+            raise ValueError("graph has no employer nodes (kind='employer'); vacancies need "
+                             "at least one employer")
         if employers is None:
             if graph is not None:
-                employers = _employers_for_graph(scn, graph, pop_rng)
+                employers = _employers_for_graph(scn, graph, self.streams.rng("employers"))
             else:
-                employers = draw_employers(scn, pop_rng)
+                employers = draw_employers(scn, self.streams.rng("employers"))
         self.employers_traits = employers
         if graph is None:
             graph = build_graph(scn, self.population, employers, self.streams.rng("graph"))
@@ -415,7 +421,7 @@ class CredentialMarket(mesa.Model):
     def result(self) -> RunResult:
         """The run's result object (series, per-learner frame, hires log)."""
         return RunResult(self.params, self.seed, self.series(), self.learners_frame(),
-                         self.hires_log())
+                         self.hires_log(), meta={"spawn_key": list(self.spawn_key)})
 
 
 def _share(flag: np.ndarray, among: np.ndarray) -> float:

@@ -594,6 +594,17 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n",
+                 "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_char(c: str) -> str:
+    """One character of a TOML basic string, escaped where TOML requires it."""
+    if c in _TOML_ESCAPES:
+        return _TOML_ESCAPES[c]
+    return f"\\u{ord(c):04X}" if ord(c) < 0x20 or ord(c) == 0x7F else c
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -602,7 +613,7 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, date):
         return v.isoformat()
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + "".join(_toml_char(c) for c in v) + '"'
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, dict):

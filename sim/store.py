@@ -127,7 +127,7 @@ def git_info(root: str | Path = _PROJECT_ROOT) -> dict[str, Any]:
 
 def manifest(
     scenario: Scenario,
-    seed: int,
+    seed: int | np.random.SeedSequence,
     extra: Mapping[str, Any] | None = None,
     *,
     timestamp: str | None = None,
@@ -141,7 +141,9 @@ def manifest(
         The resolved scenario (its name is recorded; the full scenario goes to
         ``scenario.toml`` next to the manifest).
     seed:
-        The root seed the run actually used.
+        The root seed the run actually used. A ``SeedSequence`` (e.g. one replication of
+        ``SeedSequence.spawn``) is recorded as its entropy plus ``spawn_key``, since the
+        entropy alone is shared by all its siblings.
     extra:
         More entries (e.g. timings, the scenario's source file); they are added last
         and may override the keys above.
@@ -150,8 +152,12 @@ def manifest(
     command:
         The command line that made the run, as a list of words.
     """
+    spawn_key: list[int] = []
+    if isinstance(seed, np.random.SeedSequence):
+        seed, spawn_key = seed.entropy, list(seed.spawn_key)
     out: dict[str, Any] = {
         "seed": int(seed),
+        "spawn_key": spawn_key,
         "scenario": scenario.meta.name,
         "timestamp": timestamp,
         "command": list(command) if command is not None else None,
@@ -323,7 +329,5 @@ def summarize(result: RunResult) -> dict[str, Any]:
     out["employment_final"] = float(lf["employed"].mean()) if len(lf) else math.nan
     out["hires_learners"] = int((~bg).sum())
     out["hires_background"] = int(bg.sum())
-    out["vacancies_open_mean"] = (
-        float(series["vacancies_open"].mean()) if len(series) else math.nan
-    )
+    out["vacancies_open_mean"] = float(series["vacancies_open"].mean()) if len(series) else math.nan
     return out

@@ -9,8 +9,10 @@
 * ``new_job_in_scope_weeks``: exponential durations with a proportional hazard
   ``lam0 exp(z(x)) hr^treated``, censored at ``followup_weeks`` (26-52 by batch);
   ``new_job_in_scope`` = event by follow-up;
-* truth columns ``_p0``, ``_tau`` (probability scale) and ``_dF`` (per-learner
-  P(event by follow-up | treated) - P(... | control) under the duration model).
+* truth columns (probability scale): ``_p0`` (baseline probability), ``_py0``
+  (P(new_job | x, control), which includes sharing among controls when ``late`` is
+  set), ``_tau`` (ITT of new_job) and ``_dF`` (P(event by follow-up | x, treated) -
+  P(... | x, control) under the duration model).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import statsmodels.formula.api as smf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsmodels.duration.hazard_regression import PHReg
+from threadpoolctl import threadpool_limits
 
 from sim import estimate as est
 from sim.estimate import (
@@ -106,9 +109,11 @@ def make_study(
     shared = (rng.random(n) < base_share + first_stage * treated).astype(int)
     if late is None:
         new_job = rng.random(n) < p0 + tau * treated
+        py0 = p0
     else:
         new_job = rng.random(n) < p0 + late * shared
         tau = np.full(n, late * first_stage)
+        py0 = p0 + late * base_share
     new_job_weeks = np.where(new_job, rng.uniform(0.0, followup), np.nan)
     lam0 = 0.0028
     lam_c = lam0 * np.exp(z)
@@ -138,10 +143,18 @@ def make_study(
             "new_job_in_scope_weeks": np.where(in_scope, dur, np.nan),
             "followup_weeks": followup,
             "_p0": p0,
+            "_py0": py0,
             "_tau": tau,
             "_dF": d_f,
         }
     )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_threaded():
+    """One BLAS/OpenMP thread: stable timings when other processes share the CPUs."""
+    with threadpool_limits(limits=1):
+        yield
 
 
 def within(e: Estimate, truth_pp: float, k: float = 4.0) -> bool:
@@ -219,6 +232,7 @@ def test_lpm_hc1_matches_hand_computation() -> None:
     assert e.se == pytest.approx(100 * ref.bse["treated"], rel=1e-10)
 
 
+@pytest.mark.filterwarnings("ignore:The design matrix is rank-deficient")
 def test_lpm_collinear_covariates_dropped_and_within_path_identical() -> None:
     df = make_study(20_000, 4)
     a = itt_lpm(df, "new_job")
@@ -309,7 +323,7 @@ def test_cox_numpy_engine_matches_phreg_with_ties() -> None:
     res = ph.fit()
     np.testing.assert_allclose(beta, res.params, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(cov, res.cov_params(), rtol=1e-5, atol=1e-10)
-    ll, grad, info = model.loglike_grad_info(res.params)
+    ll, _grad, info = model.loglike_grad_info(res.params)
     assert ll == pytest.approx(ph.loglike(res.params), rel=1e-10)
     np.testing.assert_allclose(info, -ph.hessian(res.params), rtol=1e-8, atol=1e-8)
     # Breslow baseline: statsmodels reports the value just before each event time
@@ -342,8 +356,11 @@ def test_cox_pp_gradient_matches_numerical() -> None:
     h = 1e-6
     num = np.array(
         [
-            (model.pp_effect(beta + h * np.eye(len(beta))[j], 0)[0]
-             - model.pp_effect(beta - h * np.eye(len(beta))[j], 0)[0]) / (2 * h)
+            (
+                model.pp_effect(beta + h * np.eye(len(beta))[j], 0)[0]
+                - model.pp_effect(beta - h * np.eye(len(beta))[j], 0)[0]
+            )
+            / (2 * h)
             for j in range(len(beta))
         ]
     )
@@ -354,14 +371,12 @@ def test_cox_recovers_hazard_ratio_and_pp_effect() -> None:
     df = make_study(100_000, 11, hr=1.25)
     t0 = time.perf_counter()
     e = itt_cox(df, "new_job_in_scope_weeks")
-    assert time.perf_counter() - t0 < 2.0
+    assert time.perf_counter() - t0 < 3.0  # ~0.2 s; 37k rows take ~0.08 s
     assert e.estimator == "cox" and e.n == len(df)
     assert abs(e.details["log_hr"] - math.log(1.25)) < 4 * e.details["log_hr_se"]
     truth = 100 * df["_dF"].mean()
     assert within(e, truth), (e, truth)
-    assert e.control_mean == pytest.approx(
-        100 * df.loc[df.treated == 0, "new_job_in_scope"].mean()
-    )
+    assert e.control_mean == pytest.approx(100 * df.loc[df.treated == 0, "new_job_in_scope"].mean())
 
 
 def test_cox_zero_effect_within_3se() -> None:
@@ -436,6 +451,9 @@ def test_employability_deterministic_given_seed(
     emp_df: pd.DataFrame, emp_scores: pd.Series
 ) -> None:
     pd.testing.assert_series_equal(predict_employability(emp_df, seed=3), emp_scores)
+    with threadpool_limits(limits=2):  # thread count does not change the scores
+        two = predict_employability(emp_df, seed=3, n_threads=None)
+    pd.testing.assert_series_equal(two, emp_scores)
     other = predict_employability(emp_df, seed=4)
     assert not np.allclose(other.to_numpy(), emp_scores.to_numpy())
 
@@ -495,8 +513,7 @@ def test_study_estimates_table() -> None:
     num = tab[["effect", "se", "control_mean", "rel", "rel_se"]].to_numpy(float)
     assert np.isfinite(num).all()
     assert (tab["se"] > 0).all()
-    assert (tab.loc[~tab["id"].str.startswith("new_job_") | (tab["id"] == "new_job_cox"), "n"]
-            > 0).all()
+    assert (tab["n"] > 0).all()
     groups = tab.set_index("id")["group"]
     assert groups["new_job_low"] == "low" and groups["any_view"] == "population"
     n_tert = tab.set_index("id").loc[["new_job_low", "new_job_medium", "new_job_high"], "n"]
@@ -508,12 +525,30 @@ def test_study_estimates_table() -> None:
 
 def test_study_estimates_given_tertiles_and_no_pop() -> None:
     df = make_study(8000, 43)
-    tert = pd.Series(np.where(df["_p0"] < 0.12, "low", np.where(df["_p0"] < 0.17, "medium",
-                                                                 "high")), index=df.index)
+    tert = pd.Series(
+        np.where(df["_p0"] < 0.12, "low", np.where(df["_p0"] < 0.17, "medium", "high")),
+        index=df.index,
+    )
     tab = study_estimates(df, tertiles=tert)
     assert list(tab["id"]) == list(STUDY_IDS[:-1])
     n = tab.set_index("id")["n"]
     assert n["new_job_low"] == (tert == "low").sum()
+    # plain array labels are accepted too
+    same = study_estimates(df, tertiles=tert.to_numpy())
+    pd.testing.assert_frame_equal(same, tab)
+
+
+def test_study_estimates_failed_row_is_nan_with_warning() -> None:
+    df = make_study(4000, 44)
+    tert = pd.Series("low", index=df.index)  # medium/high groups are empty
+    with pytest.warns(RuntimeWarning) as record:
+        tab = study_estimates(df, tertiles=tert).set_index("id")
+    failed = {str(w.message).split("'")[1] for w in record}
+    assert failed == {f"{p}new_job_{g}" for p in ("", "late_") for g in ("medium", "high")}
+    assert np.isnan(tab.loc["new_job_medium", "effect"])
+    assert tab.loc["new_job_medium", "n"] == 0
+    assert tab.loc["late_new_job_high", "estimator"] == "2sls"
+    assert np.isfinite(tab.loc["new_job_low", "effect"])
 
 
 # --------------------------------------------------------------------------- slow coverage
@@ -534,6 +569,15 @@ def test_cox_and_late_coverage_slow() -> None:
         late_hits += lo <= 20.0 <= hi
         r = itt_lpm(df, "new_job")
         lo, hi = r.rel_ci95()
-        rel_hits += lo <= 0.2 * 0.3 / df["_p0"].mean() <= hi
+        rel_hits += lo <= 0.2 * 0.3 / df["_py0"].mean() <= hi
     for hits in (cox_hits, late_hits, rel_hits):
         assert 0.91 <= hits / draws <= 0.985, (cox_hits, late_hits, rel_hits)
+
+
+def test_late_partialled_equals_full_linearmodels_design() -> None:
+    df = make_study(6000, 35, first_stage=0.2, late=0.3)
+    a = late_2sls(df, "new_job")
+    b = late_2sls(df, "new_job", partial_out=False)
+    for f in ("effect", "se", "control_mean", "rel", "rel_se"):
+        assert getattr(a, f) == pytest.approx(getattr(b, f), rel=1e-8)
+    assert a.details["first_stage_pp"] == pytest.approx(b.details["first_stage_pp"], rel=1e-8)
