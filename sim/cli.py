@@ -300,6 +300,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from sim import reproduce, store
 
     console = Console(highlight=False)
+    if not console.is_terminal:  # a log or a pipe: wide enough for the table
+        console = Console(highlight=False, width=150)
     path = resolve_scenario(args.scenario)
     scenario = Scenario.from_toml(path)
     if args.replications < 2:
@@ -339,27 +341,28 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 def _reproduce_table(table: Any, name: str, reps: int) -> Any:
     from rich.table import Table
 
-    t = Table(title=f"The study, reproduced: {name} ({reps} simulated studies)",
-              title_justify="left")
-    for col, just in (("outcome", "left"), ("control % sim", "right"),
-                      ("paper", "right"), ("ITT pp sim", "right"), ("SD reps", "right"),
-                      ("mean SE", "right"), ("true", "right"), ("paper ITT (SE)", "right"),
-                      ("rel sim", "right"), ("rel paper", "right"), ("in CI", "center")):
-        t.add_column(col, justify=just)
+    t = Table(title=f"The study, reproduced: {name} ({reps} simulated studies; pp = "
+              "percentage points)", title_justify="left")
+    for col in ("outcome", "control % sim / paper", "ITT pp sim", "SD across reps",
+                "mean SE", "true ITT", "paper ITT (SE)", "relative sim / paper",
+                "in paper CI"):
+        t.add_column(col, justify="left" if col == "outcome" else "right")
 
     def f(v: Any, nd: int = 2) -> str:
         return "" if v is None or v != v else f"{v:.{nd}f}"
 
     for r in table.to_dict("records"):
-        has = r.get("paper_itt_pp") is not None and r.get("paper_itt_pp") == r.get(
-            "paper_itt_pp")
+        paper = r.get("paper_itt_pp")
+        has = paper is not None and paper == paper
+        prel = r.get("paper_rel") if has else None
         t.add_row(
-            r["id"], f(r["control_mean"]), f(r.get("paper_control_mean")) if has else "",
+            r["id"],
+            f"{f(r['control_mean'])} / {f(r.get('paper_control_mean'))}" if has
+            else f(r["control_mean"]),
             f(r["itt_pp"], 3), f(r["sim_sd"], 3), f(r["itt_se"], 3), f(r["true_itt_pp"], 3),
-            f"{r['paper_itt_pp']:.3f} ({r['paper_se']:.3f})" if has else "",
-            f"{100 * r['rel']:.1f}%",
-            f"{100 * r['paper_rel']:.1f}%" if has and r.get("paper_rel") == r.get(
-                "paper_rel") and r.get("paper_rel") is not None else "",
+            f"{paper:.3f} ({r['paper_se']:.3f})" if has else "",
+            f"{100 * r['rel']:.1f}%" + (f" / {100 * prel:.1f}%" if prel == prel and prel
+                                         is not None else ""),
             ("yes" if r.get("in_paper_ci") else "no") if has else "",
         )
     return t

@@ -12,10 +12,13 @@ the mean of the per-replication SEs, the true effect, and the paper's numbers.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import pickle
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -107,24 +110,52 @@ def _replication(scenario: Scenario, seed: np.random.SeedSequence, index: int,
 
 def replicate(scenario: Scenario, replications: int, seed: int, workers: int = 2,
               true_reps: int = 4,
-              progress: Callable[[int, int], None] | None = None) -> list[Replication]:
-    """Run ``replications`` studies from ``SeedSequence(seed).spawn(replications)``."""
+              progress: Callable[[int, int], None] | None = None,
+              cache_dir: Path | None = None) -> list[Replication]:
+    """Run ``replications`` studies from ``SeedSequence(seed).spawn(replications)``.
+
+    With ``cache_dir``, each finished replication is stored there (written to a temporary
+    file, then renamed) and a rerun with the same scenario, seed and twin settings loads
+    it instead of running it again: an interrupted reproduce resumes.
+    """
     seeds = np.random.SeedSequence(seed).spawn(replications)
-    jobs = [(scenario, s, i, i < true_reps, i == 0) for i, s in enumerate(seeds)]
-    out: list[Replication] = []
-    if workers <= 1:
-        for j in jobs:
-            out.append(run_replication(*j))
-            if progress:
-                progress(len(out), replications)
+    jobs = {i: (scenario, s, i, i < true_reps, i == 0) for i, s in enumerate(seeds)}
+    done: dict[int, Replication] = {}
+    if cache_dir is not None:
+        cache_dir = Path(cache_dir)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        key = hashlib.sha256(
+            (scenario.to_toml() + f"|{seed}|{true_reps}").encode()).hexdigest()[:16]
+        for i in jobs:
+            f = cache_dir / f"{key}-{i:04d}.pkl"
+            if f.exists():
+                try:
+                    done[i] = pickle.loads(f.read_bytes())
+                except (pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+                    f.unlink()  # cut short by an interruption: run it again
+
+    def keep(rep: Replication) -> None:
+        done[rep.index] = rep
+        if cache_dir is not None:
+            f = cache_dir / f"{key}-{rep.index:04d}.pkl"
+            tmp = f.with_suffix(".tmp")
+            tmp.write_bytes(pickle.dumps(rep))
+            tmp.replace(f)
+        if progress:
+            progress(len(done), replications)
+
+    if progress:
+        progress(len(done), replications)
+    todo = [j for i, j in jobs.items() if i not in done]
+    if workers <= 1 or len(todo) <= 1:
+        for j in todo:
+            keep(run_replication(*j))
     else:
-        with ProcessPoolExecutor(workers) as pool:
-            futures = [pool.submit(run_replication, *j) for j in jobs]
+        with ProcessPoolExecutor(min(workers, len(todo))) as pool:
+            futures = [pool.submit(run_replication, *j) for j in todo]
             for f in as_completed(futures):
-                out.append(f.result())
-                if progress:
-                    progress(len(out), replications)
-    return sorted(out, key=lambda r: r.index)
+                keep(f.result())
+    return [done[i] for i in sorted(done)]
 
 
 def summarize(reps: list[Replication]) -> pd.DataFrame:
