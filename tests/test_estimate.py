@@ -42,22 +42,12 @@ from sim.estimate import (
     study_estimates,
     tertiles_from_scores,
 )
+from sim.params import COLLEGE_LEVELS, CREDENTIAL_TYPES, DOMAINS, EDUCATION_LEVELS
 
-DOMAINS = ("business", "computer_science", "data_science", "information_technology")
-EDUCATION = (
-    "none_mentioned",
-    "less_than_high_school",
-    "high_school",
-    "some_college",
-    "associate",
-    "bachelor",
-    "master",
-    "doctorate",
-    "professional",
-)
 EDU_P = (0.08, 0.02, 0.12, 0.12, 0.06, 0.35, 0.2, 0.02, 0.03)
-COLLEGE = ("bachelor", "master", "doctorate", "professional")
-CREDENTIALS = ("course", "guided_project", "specialization", "professional_certificate")
+COLLEGE = COLLEGE_LEVELS
+CREDENTIALS = CREDENTIAL_TYPES
+EDUCATION = EDUCATION_LEVELS
 
 
 def make_study(
