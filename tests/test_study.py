@@ -150,7 +150,7 @@ def test_calibration_cache_replays_evaluations(tmp_path, monkeypatch):
     calls = []
 
     def fake(args):
-        data, seed = args
+        data, _seed = args
         calls.append(data["market"]["vacancies_per_1000"])
         return {m: data["market"]["vacancies_per_1000"] for m, _, _ in cal.moment_targets()}
 
