@@ -364,15 +364,15 @@ def calibrate(base_path: str | Path, seed: int, out_dir: str | Path, scenario_ou
     """
     from sim.params import load_scenario
 
+    from sim.store import git_info
+
     t0 = time.monotonic()
+    git = git_info()  # the code the calibration runs with, read before it starts
     base = load_scenario(base_path)
     cal = Calibration(base, seed, Path(out_dir), workers or default_workers(), log,
                       max_iterations)
     result = cal.run()
     scn = calibrated_scenario(base, result)
-    from sim.store import git_info
-
-    git = git_info()
     commit = git["commit"] + ("-dirty" if git["dirty"] else "")
     when = clock() if clock else ""
     seconds = time.monotonic() - t0

@@ -238,11 +238,13 @@ class Candidates:
 
 
 def unique_first(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique values of ``key`` and the position of each one's first occurrence.
+    """Sorted unique values of ``key`` and a position at which each occurs.
 
-    A stable sort is faster here than ``np.unique``'s hash path on large integer arrays.
+    Which of several equal keys is "first" is left to the sort (callers only use it to
+    pick one of identical pairs); a plain sort is faster than ``np.unique``'s hash path
+    and than a stable sort on large integer arrays.
     """
-    order = np.argsort(key, kind="stable")
+    order = np.argsort(key)
     ks = key[order]
     first = np.ones(len(ks), dtype=bool)
     first[1:] = ks[1:] != ks[:-1]
