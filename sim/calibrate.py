@@ -44,7 +44,8 @@ from sim import dynamics as dyn
 from sim.estimate import employability_tertiles
 from sim.experiment import population_dataset, run_twins, study_dataset, true_effects
 from sim.model import CredentialMarket
-from sim.params import Scenario
+from sim.params import Scenario, load_scenario
+from sim.store import git_info
 from sim.targets import TARGETS
 
 __all__ = [
@@ -362,10 +363,6 @@ def calibrate(base_path: str | Path, seed: int, out_dir: str | Path, scenario_ou
     ``out_dir`` keeps the evaluation cache (resume) and ``calibration.json`` (inputs,
     outputs, every moment). The scenario file is written only when the fit is complete.
     """
-    from sim.params import load_scenario
-
-    from sim.store import git_info
-
     t0 = time.monotonic()
     git = git_info()  # the code the calibration runs with, read before it starts
     base = load_scenario(base_path)
