@@ -5,23 +5,24 @@ Method: simulated method of moments with common random numbers, in two blocks.
 1. **Sharing** (``sharing.hazard_at_grant``, ``sharing.nudge_strength``) is fitted first
    to the matched sample's control sharing rate and the true ITT on sharing. Sharing
    depends on nothing in the labour market, so this block replays phase 1 alone on the
-   calibration population (exactly the draws the full model makes) and is solved to
-   machine precision in seconds.
+   calibration populations (exactly the draws the full model makes) and solves the two
+   equations by Brent's method in seconds.
 2. **Market, channels and views** (the parameters of :data:`MARKET_PARAMS`) are fitted
    jointly to the remaining moments: control means of new job, new job in scope and
    (population) any certificate view; the true ITTs of those three; and the control mean
    and true ITT of a new job within each tertile of predicted employability (the
    paper's cross-fitted classifier, :func:`sim.estimate.employability_tertiles`).
-   Each evaluation is one pair of twin runs at the study's full scale with the same
-   seed, so the objective is a deterministic function of the parameters (common random
-   numbers). The residuals are ``(simulated - paper) / paper SE``; they are minimised by
-   trust-region least squares (``scipy.optimize.least_squares``) in a transformed space
-   (logit of the position within each parameter's calibration range), with a
-   finite-difference Jacobian whose columns are evaluated in parallel.
+   An evaluation runs twin worlds at the study's full scale for each of ``n_seeds``
+   seeds (spawned from the master seed) and averages the moments; the seeds are the
+   same at every point (common random numbers), so the objective is a deterministic
+   function of the parameters. The residuals are ``(simulated - paper) / scale`` with
+   the scales of :data:`SCALES`; their sum of squares is minimised by Levenberg-Marquardt
+   steps with Broyden updates of a finite-difference Jacobian (see :class:`Calibration`),
+   in the logit space of each parameter's calibration range.
 
 Simulated ITTs are the *true* effects from the twin runs (each learner under both
 arms), not one noisy estimate: the paper's estimate is the target, and the model's
-expected estimate is its true effect. Every evaluation is appended to
+expected estimate is its true effect. Every twin run is appended to
 ``evaluations.jsonl`` in the output folder; a rerun reads it back and replays the
 optimiser's path from the cache, so an interrupted calibration resumes where it stopped.
 """
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import brentq, least_squares
+from scipy.optimize import brentq
 
 from sim import dynamics as dyn
 from sim.estimate import employability_tertiles
@@ -85,22 +86,38 @@ MARKET_PARAMS = (
     FreeParam("visibility.recruiter_view_prob", 0.0, 1.0),
 )
 
-#: Moments of the market block: (moment id, target, scale).
+#: How closely each moment must be matched (pp): the scale of its residual. Effects are
+#: what the study is about, so they get the tight scales: the half-width of the
+#: reproduction windows (a 5-7% overall and a 9.5-12.5% low-tertile relative effect, i.e.
+#: +-0.17 pp and +-0.16 pp) and half the paper's SE for the other effects; control means
+#: a third of their tolerance (1 pp overall, 2 pp by tertile); views, whose SE is
+#: tiny, half their SE (effect) or 0.1 pp (control mean).
+SCALES = {
+    "new_job.control": 1 / 3, "new_job.itt": 0.17,
+    "new_job_in_scope.control": 1 / 3, "new_job_in_scope.itt": 0.397 / 2,
+    "any_view.control": 0.1, "any_view.itt": 0.09 / 2,
+    "new_job_low.control": 2 / 3, "new_job_low.itt": 0.16,
+    "new_job_medium.control": 2 / 3, "new_job_medium.itt": 0.640 / 2,
+    "new_job_high.control": 2 / 3, "new_job_high.itt": 1.141 / 2,
+}
+
+
 def moment_targets() -> list[tuple[str, float, float]]:
-    """The moments the market block matches: id, paper value, paper SE (all in pp)."""
+    """The moments the market block matches: id, paper value (pp), scale (pp)."""
     out = []
     for tid in ("new_job", "new_job_in_scope", "any_view", "new_job_low", "new_job_medium",
                 "new_job_high"):
         t = TARGETS[tid]
-        out.append((f"{tid}.control", t.control_mean, t.control_se))
-        out.append((f"{tid}.itt", t.itt_pp, t.se_pp))
+        out.append((f"{tid}.control", t.control_mean, SCALES[f"{tid}.control"]))
+        out.append((f"{tid}.itt", t.itt_pp, SCALES[f"{tid}.itt"]))
     return out
 
 
 # ---- simulated moments ----------------------------------------------------------------
 
 
-def simulate_moments(scenario: Scenario, seed: int) -> dict[str, float]:
+def simulate_moments(scenario: Scenario, seed: int | np.random.SeedSequence
+                     ) -> dict[str, float]:
     """Control means and true ITTs (pp) of one pair of twin runs, as the paper defines
     them: matched sample for sharing and jobs, whole population for views, tertiles of
     cross-fitted predicted employability."""
@@ -118,7 +135,8 @@ def simulate_moments(scenario: Scenario, seed: int) -> dict[str, float]:
         out[f"{k}.itt"] = true_m[k]
     out["any_view.control"] = 100 * float(pop.loc[pop["treated"] == 0, "any_view"].mean())
     out["any_view.itt"] = true_effects(po)["any_view"]
-    tert = employability_tertiles(ds, seed=seed % 100_000).to_numpy()
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    tert = employability_tertiles(ds, seed=int(ss.generate_state(1)[0] % 100_000)).to_numpy()
     for g in ("low", "medium", "high"):
         sel = tert == g
         out[f"new_job_{g}.control"] = 100 * float(ds.loc[sel & ctrl, "new_job"].mean())
@@ -146,29 +164,27 @@ def _sharing_rates(model: CredentialMarket, scenario: Scenario) -> tuple[float, 
     return ctrl, 100 * float(y1.mean() - y0.mean())
 
 
-def fit_sharing(scenario: Scenario, seed: int, log: Callable[[str], None] = print) -> dict:
+def fit_sharing(scenario: Scenario, seeds: Sequence[int | np.random.SeedSequence],
+                log: Callable[[str], None] = print) -> dict:
     """Block 1: hazard at grant to the control sharing rate, nudge to the sharing ITT.
 
-    The control rate does not depend on the nudge, so the two one-dimensional root
-    problems are solved in turn (Brent's method).
+    Rates are averaged over the calibration seeds. The control rate does not depend on
+    the nudge, so the two one-dimensional root problems are solved in turn (Brent).
     """
-    model = CredentialMarket(scenario, rng=seed, agents=False)
+    models = [CredentialMarket(scenario, rng=sd, agents=False) for sd in seeds]
     t_ctrl, t_itt = TARGETS["shared"].control_mean, TARGETS["shared"].itt_pp
 
-    def with_(**kw):
-        return scenario.with_overrides({f"sharing.{k}": v for k, v in kw.items()})
-
-    def ctrl_gap(h):
-        return _sharing_rates(model, with_(hazard_at_grant=h, nudge_strength=0.0))[0] - t_ctrl
+    def rates(h: float, k: float) -> tuple[float, float]:
+        scn = scenario.with_overrides({"sharing.hazard_at_grant": h,
+                                       "sharing.nudge_strength": k})
+        got = np.array([_sharing_rates(m, scn) for m in models])
+        return float(got[:, 0].mean()), float(got[:, 1].mean())
 
     lo, hi = SHARING_PARAMS[0].lo, SHARING_PARAMS[0].hi
-    h = brentq(ctrl_gap, lo, hi, xtol=1e-6)
-
-    def itt_gap(k):
-        return _sharing_rates(model, with_(hazard_at_grant=h, nudge_strength=k))[1] - t_itt
-
-    k = brentq(itt_gap, SHARING_PARAMS[1].lo, SHARING_PARAMS[1].hi, xtol=1e-6)
-    ctrl, itt = _sharing_rates(model, with_(hazard_at_grant=h, nudge_strength=k))
+    h = brentq(lambda h: rates(h, 0.0)[0] - t_ctrl, lo, hi, xtol=1e-6)
+    lo, hi = SHARING_PARAMS[1].lo, SHARING_PARAMS[1].hi
+    k = brentq(lambda k: rates(h, k)[1] - t_itt, lo, hi, xtol=1e-6)
+    ctrl, itt = rates(h, k)
     log(f"sharing: hazard_at_grant={h:.5f} nudge_strength={k:.5f} -> control {ctrl:.2f}% "
         f"(target {t_ctrl}), ITT {itt:.2f} pp (target {t_itt})")
     return {"sharing.hazard_at_grant": h, "sharing.nudge_strength": k,
@@ -191,25 +207,32 @@ def _from_z(z: np.ndarray, params: Sequence[FreeParam]) -> np.ndarray:
     return lo + (hi - lo) / (1 + np.exp(-z))
 
 
-def _evaluate(args: tuple[dict, int]) -> dict[str, float]:
-    """Worker entry point (top level so it pickles): one twin evaluation."""
-    data, seed = args
-    try:
-        from threadpoolctl import threadpool_limits
+def _evaluate(args: tuple[dict, np.random.SeedSequence]) -> dict[str, float]:
+    """Worker entry point (top level so it pickles): one pair of twin runs."""
+    from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(1):
-            return simulate_moments(Scenario.from_dict(data), seed)
-    except ImportError:  # pragma: no cover
+    data, seed = args
+    with threadpool_limits(1):
         return simulate_moments(Scenario.from_dict(data), seed)
 
 
 class Calibration:
-    """The whole procedure, with its cache of evaluations (see the module docstring)."""
+    """The whole procedure, with its cache of evaluations (see the module docstring).
+
+    The market block is minimised by Levenberg-Marquardt steps in the logit space of the
+    parameters. The Jacobian is computed once by forward differences (its columns in
+    parallel) and then kept current with Broyden's rank-one update after every step,
+    so each later step costs one evaluation; it is recomputed after repeated rejected
+    steps. Each evaluation averages the moments over ``n_seeds`` twin runs.
+    """
 
     def __init__(self, base: Scenario, seed: int, out: Path, workers: int = 2,
-                 log: Callable[[str], None] = print, max_iterations: int = 12):
+                 log: Callable[[str], None] = print, max_iterations: int = 12,
+                 n_seeds: int = 2, max_minutes: float = 55.0):
         self.base, self.seed, self.out = base, seed, Path(out)
+        self.seeds = np.random.SeedSequence(seed).spawn(n_seeds)
         self.workers, self.log, self.max_iterations = workers, log, max_iterations
+        self.max_minutes = max_minutes
         self.out.mkdir(parents=True, exist_ok=True)
         self.cache_path = self.out / "evaluations.jsonl"
         self.cache: dict[str, dict] = {}
@@ -221,76 +244,108 @@ class Calibration:
                     continue  # a line cut by an interruption
                 self.cache[rec["key"]] = rec["moments"]
         self.targets = moment_targets()
-        self.n_evals = 0
         self.t0 = time.monotonic()
         self.best: tuple[float, dict, dict] | None = None
 
     # evaluation with cache ------------------------------------------------------------
-    def _key(self, overrides: dict) -> str:
-        return json.dumps({k: round(float(v), 10) for k, v in sorted(overrides.items())})
+    def _key(self, overrides: dict, seed: np.random.SeedSequence) -> str:
+        point = {k: round(float(v), 10) for k, v in sorted(overrides.items())}
+        return json.dumps({"seed": [seed.entropy, *seed.spawn_key], **point})
 
     def evaluate_many(self, overrides: list[dict], pool: Executor | None) -> list[dict]:
-        keys = [self._key(o) for o in overrides]
-        todo = [(k, o) for k, o in zip(keys, overrides, strict=True) if k not in self.cache]
-        todo = list(dict(todo).items())
-        if todo:
-            jobs = [(self.base.with_overrides(o).to_dict(), self.seed) for _, o in todo]
-            results = list(pool.map(_evaluate, jobs)) if pool else [_evaluate(j) for j in jobs]
-            with self.cache_path.open("a") as fh:
-                for (k, o), res in zip(todo, results, strict=True):
-                    self.cache[k] = res
+        """Moments at each point, averaged over the seeds (cached run by run)."""
+        jobs = {}
+        for o in overrides:
+            for sd in self.seeds:
+                k = self._key(o, sd)
+                if k not in self.cache:
+                    jobs[k] = (o, sd)
+        if jobs:
+            args = [(self.base.with_overrides(o).to_dict(), sd) for o, sd in jobs.values()]
+            results = pool.map(_evaluate, args) if pool else map(_evaluate, args)
+            for (k, (o, _sd)), res in zip(jobs.items(), results, strict=True):
+                self.cache[k] = res
+                with self.cache_path.open("a") as fh:  # one line per finished run
                     fh.write(json.dumps({"key": k, "overrides": o, "moments": res}) + "\n")
-            self.n_evals += len(todo)
-        return [self.cache[k] for k in keys]
+        out = []
+        for o in overrides:
+            runs = [self.cache[self._key(o, sd)] for sd in self.seeds]
+            out.append({m: float(np.mean([r[m] for r in runs])) for m in runs[0]})
+        return out
 
     def residuals(self, moments: dict) -> np.ndarray:
         return np.array([(moments[m] - t) / s for m, t, s in self.targets])
 
     # the procedure --------------------------------------------------------------------
     def run(self) -> dict:
-        self.log(f"calibration of {self.base.meta.name} at seed {self.seed}: "
-                 f"{self.base.population.n_learners:,} learners, {self.workers} workers")
-        sharing = fit_sharing(self.base, self.seed, self.log)
+        self.log(f"calibration of {self.base.meta.name}: {self.base.population.n_learners:,}"
+                 f" learners, {len(self.seeds)} seeds from master seed {self.seed}, "
+                 f"{self.workers} workers")
+        sharing = fit_sharing(self.base, self.seeds, self.log)
         fixed = {k: v for k, v in sharing.items() if k != "moments"}
         params = MARKET_PARAMS
-        x0 = np.array([_get(self.base, p.key) for p in params], dtype=float)
-        z0 = _to_z(x0, params)
-        step = 0.25  # finite-difference step in logit units
+        keys = [p.key for p in params]
+        z = _to_z(np.array([_get(self.base, k) for k in keys], dtype=float), params)
+
+        def at(z: np.ndarray) -> dict:
+            return {**fixed, **dict(zip(keys, map(float, _from_z(z, params)), strict=True))}
 
         with ProcessPoolExecutor(self.workers) if self.workers > 1 else _NoPool() as pool:
-            def overrides_at(z):
-                return {**fixed, **dict(zip([p.key for p in params],
-                                            map(float, _from_z(z, params)), strict=True))}
+            def evaluate(points: list[np.ndarray]) -> list[np.ndarray]:
+                moms = self.evaluate_many([at(p) for p in points], pool)
+                out = []
+                for p, m in zip(points, moms, strict=True):
+                    r = self.residuals(m)
+                    obj = float(r @ r)
+                    if self.best is None or obj < self.best[0]:
+                        self.best = (obj, at(p), m)
+                    out.append(r)
+                return out
 
-            def fun(z):
-                mom = self.evaluate_many([overrides_at(z)], pool)[0]
-                r = self.residuals(mom)
-                obj = float(r @ r)
-                if self.best is None or obj < self.best[0]:
-                    self.best = (obj, overrides_at(z), mom)
-                self.log(f"  eval {len(self.cache):4d}  objective {obj:9.3f}  "
-                         f"best {self.best[0]:9.3f}  ({time.monotonic() - self.t0:6.0f} s)")
-                return r
+            def jacobian(z: np.ndarray, r: np.ndarray, h: float = 0.25) -> np.ndarray:
+                cols = evaluate([z + h * e for e in np.eye(len(z))])
+                return np.column_stack([(c - r) / h for c in cols])
 
-            def jac(z):
-                pts = [z + step * np.eye(len(z))[i] for i in range(len(z))]
-                moms = self.evaluate_many([overrides_at(p) for p in [z, *pts]], pool)
-                r0 = self.residuals(moms[0])
-                return np.column_stack([(self.residuals(m) - r0) / step for m in moms[1:]])
-
-            sol = least_squares(fun, z0, jac=jac, method="trf", x_scale=1.0,
-                                max_nfev=self.max_iterations, xtol=1e-3, ftol=1e-3)
+            r = evaluate([z])[0]
+            self.log(f"  start: objective {r @ r:9.3f}")
+            jac = jacobian(z, r)
+            lam, rejected, message = 1e-2, 0, "iteration limit reached"
+            for it in range(1, self.max_iterations + 1):
+                if time.monotonic() - self.t0 > 60 * self.max_minutes:
+                    message = f"time limit ({self.max_minutes:.0f} min) reached"
+                    break
+                g = jac.T @ r
+                a = jac.T @ jac
+                dz = np.linalg.solve(a + lam * np.diag(np.diag(a) + 1e-9), -g)
+                dz *= min(1.0, 1.5 / max(np.abs(dz).max(), 1e-12))  # trust region (logit)
+                r_new = evaluate([z + dz])[0]
+                # Broyden: make the Jacobian agree with the step just taken
+                jac += np.outer(r_new - r - jac @ dz, dz) / float(dz @ dz)
+                accepted = r_new @ r_new < r @ r
+                if accepted:
+                    z, r, lam, rejected = z + dz, r_new, lam / 3, 0
+                else:
+                    lam, rejected = lam * 4, rejected + 1
+                self.log(f"  step {it:2d}: objective {r_new @ r_new:9.3f} "
+                         f"({'accepted' if accepted else 'rejected'}), best "
+                         f"{self.best[0]:9.3f}, {time.monotonic() - self.t0:6.0f} s")
+                if rejected >= 3:
+                    self.log("  recomputing the Jacobian")
+                    jac, lam, rejected = jacobian(z, r), 1e-2, 0
+                if float(np.abs(dz).max()) < 1e-3 and accepted:
+                    message = "step below tolerance"
+                    break
         obj, best_over, best_mom = self.best
-        self.log(f"done: objective {obj:.3f} after {len(self.cache)} evaluations "
-                 f"({time.monotonic() - self.t0:.0f} s); {sol.message}")
+        self.log(f"done: objective {obj:.3f} ({len(self.cache)} twin runs, "
+                 f"{time.monotonic() - self.t0:.0f} s); {message}")
         return {
             "fitted": best_over,
             "objective": obj,
             "moments": {**sharing["moments"], **best_mom},
-            "targets": {m: {"value": t, "se": s} for m, t, s in self.targets},
+            "targets": {m: {"value": t, "scale": s} for m, t, s in self.targets},
             "evaluations": len(self.cache),
-            "optimizer": {"status": int(sol.status), "message": str(sol.message),
-                          "nfev": int(sol.nfev), "njev": int(sol.njev or 0)},
+            "seeds": [[sd.entropy, *sd.spawn_key] for sd in self.seeds],
+            "optimizer": {"message": message},
         }
 
 
@@ -338,8 +393,11 @@ def provenance_toml(result: dict, base_path: str, seed: int, commit: str, when: 
              f"finished = {_toml_value(when)}",
              f"wall_seconds = {round(seconds, 1)}",
              f"method = {_toml_value('SMM with common random numbers: sharing block by Brent '
-                                     'root-finding, market block by trust-region least '
-                                     'squares on (sim - paper)/SE; see sim/calibrate.py')}",
+                                     'root-finding, market block by Levenberg-Marquardt '
+                                     'with Broyden updates on (sim - paper)/scale, moments '
+                                     'averaged over twin runs of several seeds; see '
+                                     'sim/calibrate.py')}",
+             "seeds = " + _toml_value([str(x) for x in result["seeds"]]),
              f"objective = {result['objective']!r}",
              f"evaluations = {result['evaluations']}",
              f"optimizer = {_toml_value(result['optimizer']['message'])}",
@@ -355,9 +413,9 @@ def provenance_toml(result: dict, base_path: str, seed: int, commit: str, when: 
 
 
 def calibrate(base_path: str | Path, seed: int, out_dir: str | Path, scenario_out: str | Path,
-              workers: int | None = None, max_iterations: int = 12,
-              log: Callable[[str], None] = print, clock: Callable[[], str] | None = None
-              ) -> dict:
+              workers: int | None = None, max_iterations: int = 12, n_seeds: int = 2,
+              max_minutes: float = 55.0, log: Callable[[str], None] = print,
+              clock: Callable[[], str] | None = None) -> dict:
     """Run the whole calibration and write ``scenario_out`` (e.g. scenarios/paper.toml).
 
     ``out_dir`` keeps the evaluation cache (resume) and ``calibration.json`` (inputs,
@@ -367,7 +425,7 @@ def calibrate(base_path: str | Path, seed: int, out_dir: str | Path, scenario_ou
     git = git_info()  # the code the calibration runs with, read before it starts
     base = load_scenario(base_path)
     cal = Calibration(base, seed, Path(out_dir), workers or default_workers(), log,
-                      max_iterations)
+                      max_iterations, n_seeds=n_seeds, max_minutes=max_minutes)
     result = cal.run()
     scn = calibrated_scenario(base, result)
     commit = git["commit"] + ("-dirty" if git["dirty"] else "")

@@ -139,7 +139,7 @@ def test_replications_differ_and_table_has_every_row(tmp_path):
 
 def test_sharing_block_hits_its_targets():
     scn = _small(150_000)
-    fit = cal.fit_sharing(scn, seed=1, log=lambda _m: None)
+    fit = cal.fit_sharing(scn, [1], log=lambda _m: None)
     # a matched sample of ~6,000 makes the rates step in ~0.02 pp increments
     assert abs(fit["moments"]["shared.control"] - TARGETS["shared"].control_mean) < 0.1
     assert abs(fit["moments"]["shared.itt"] - TARGETS["shared"].itt_pp) < 0.15
@@ -155,13 +155,16 @@ def test_calibration_cache_replays_evaluations(tmp_path, monkeypatch):
         return {m: data["market"]["vacancies_per_1000"] for m, _, _ in cal.moment_targets()}
 
     monkeypatch.setattr(cal, "_evaluate", fake)
-    c = cal.Calibration(_small(1_000), 1, tmp_path, workers=1, log=lambda _m: None)
+    c = cal.Calibration(_small(1_000), 1, tmp_path, workers=1, log=lambda _m: None,
+                        n_seeds=2)
     pts = [{"market.vacancies_per_1000": 5.0}, {"market.vacancies_per_1000": 6.0}]
     first = c.evaluate_many(pts, None)
-    assert calls == [5.0, 6.0]
-    c2 = cal.Calibration(_small(1_000), 1, tmp_path, workers=1, log=lambda _m: None)
+    assert calls == [5.0, 5.0, 6.0, 6.0]  # each point at each seed
+    assert first[1]["new_job.itt"] == 6.0  # moments are averaged over the seeds
+    c2 = cal.Calibration(_small(1_000), 1, tmp_path, workers=1, log=lambda _m: None,
+                         n_seeds=2)
     assert c2.evaluate_many(pts, None) == first
-    assert calls == [5.0, 6.0]  # nothing ran again
+    assert len(calls) == 4  # nothing ran again
     r = c2.residuals(first[0])
     assert r.shape == (len(cal.moment_targets()),) and np.isfinite(r).all()
 
