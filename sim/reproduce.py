@@ -92,8 +92,16 @@ def _replication(scenario: Scenario, seed: np.random.SeedSequence, index: int,
     ds = study_dataset(learners, scenario)
     pop = population_dataset(learners, scenario)
     tseed = int(seed.generate_state(1)[0] % 100_000)
-    tert = employability_tertiles(ds, seed=tseed)
-    est = study_estimates(ds, tertiles=tert, pop_df=pop, seed=tseed)
+    # treated_share 0 or 1 leaves one arm empty: no tertiles (they are fitted on the
+    # control arm) and no estimator can run; the twins still give the true effects.
+    one_arm = scenario.study.treated_share in (0.0, 1.0)
+    if one_arm:
+        tert = pd.Series(pd.NA, index=ds.index, dtype="string")
+        est = pd.DataFrame(columns=["id", "outcome", "group", "estimator", "effect", "se",
+                                    "n", "control_mean", "rel", "rel_se"])
+    else:
+        tert = employability_tertiles(ds, seed=tseed)
+        est = study_estimates(ds, tertiles=tert, pop_df=pop, seed=tseed)
     true: dict[str, float] = {}
     if twin:
         po = tw.potential_outcomes()
@@ -101,7 +109,7 @@ def _replication(scenario: Scenario, seed: np.random.SeedSequence, index: int,
         tm = true_effects(pm)
         true = {k: tm[k] for k in ("shared", "new_job", "new_job_in_scope")}
         true["any_view"] = true_effects(po)["any_view"]
-        for g in ("low", "medium", "high"):
+        for g in ("low", "medium", "high") if not one_arm else ():
             true[f"new_job_{g}"] = true_effects(pm, (tert == g).to_numpy())["new_job"]
     curves = _curves(ds)
     kept = ds.assign(tertile=tert.to_numpy()) if keep_dataset else None
