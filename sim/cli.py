@@ -5,7 +5,8 @@ and sets ``handler`` to a ``_cmd_<name>(args) -> int`` function; :func:`main` pa
 and dispatches. Adding a subcommand means adding those two functions and one line in
 :data:`_SUBCOMMANDS`.
 
-Exit codes: 0 success; 2 bad input detected before any work (an invalid scenario, an
+Exit codes: 0 success; 1 ``credsim sweep`` finished but some tasks failed (all are
+recorded); 2 bad input detected before any work (an invalid scenario, an
 output folder that exists); 130 interrupted with Ctrl-C. Unexpected errors propagate
 with their traceback.
 
@@ -13,6 +14,7 @@ with their traceback.
     credsim run scenarios/baseline.toml --out runs/base --overwrite --quiet
     credsim reproduce                      # the paper's table, simulated (scenarios/paper.toml)
     credsim calibrate                      # refit scenarios/paper.toml
+    credsim sweep experiments/sweeps/small_demo.toml --workers 2
 """
 
 from __future__ import annotations
@@ -389,8 +391,12 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
                    help="calibrated scenario to write (default: scenarios/paper.toml)")
     p.add_argument("--workers", type=int, default=None,
                    help="processes (default: the machine's cores)")
-    p.add_argument("--max-iterations", type=int, default=6,
-                   help="least-squares iterations of the market block (default: 6)")
+    p.add_argument("--max-iterations", type=int, default=16,
+                   help="Levenberg-Marquardt steps of the market block (default: 16)")
+    p.add_argument("--seeds", type=int, default=2,
+                   help="twin runs (seeds) averaged per evaluation (default: 2)")
+    p.add_argument("--max-minutes", type=float, default=50.0,
+                   help="stop stepping after this long and keep the best point (default: 50)")
     p.set_defaults(handler=_cmd_calibrate)
 
 
@@ -406,7 +412,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     base = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
     calibrate(str(base), args.seed, args.out, args.scenario_out, workers=args.workers,
-              max_iterations=args.max_iterations, log=log,
+              max_iterations=args.max_iterations, n_seeds=args.seeds,
+              max_minutes=args.max_minutes, log=log,
               clock=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     return EXIT_OK
 
@@ -444,12 +451,147 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+# ---- credsim app ---------------------------------------------------------------------------
+
+
+def _add_app(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "app",
+        help="the interactive app (Mesa SolaraViz) in the browser",
+        description="Serve the interactive app of sim/app.py with `solara run`: sliders for "
+        "the nudge, credibility, search boost, vacancies and treated share, a drawing of "
+        "a sampled neighbourhood of the graph, and sharing and new jobs by arm, week by "
+        "week. Stop it with Ctrl-C.",
+    )
+    p.add_argument("--port", type=int, default=8765,
+                   help="port to serve on (default: 8765; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--no-open", dest="open", action="store_false",
+                   help="do not open a browser window")
+    p.set_defaults(handler=_cmd_app)
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    if not 0 <= args.port <= 65535:
+        raise _CliError(f"invalid port {args.port}: expected 0-65535 (0: any free port)")
+    from sim.app import install_frontend_assets
+
+    install_frontend_assets()  # the page's browser code, if the CDN is out of reach
+    app = Path(__file__).with_name("app.py")
+    cmd = [sys.executable, "-m", "solara", "run", str(app), "--port", str(args.port),
+           "--host", args.host, "--open" if args.open else "--no-open"]
+    env = {"SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False", **os.environ}
+    where = f"http://{args.host}:{args.port}" if args.port else f"a free port on {args.host}"
+    print(f"starting the app on {where} (Ctrl-C to stop)", flush=True)
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:  # the server got the same Ctrl-C; let it shut down
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        return EXIT_INTERRUPTED
+
+
+# ---- credsim sweep -------------------------------------------------------------------------
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="run a parameter sweep (points x replications) locally or on a Dask cluster",
+        description="Run every task of a sweep file (see sim/sweep.py for the format) in a "
+        "local process pool, or on an existing Dask cluster with --scheduler. Each finished "
+        "task is written at once to <out>/tasks/; at the end results.parquet and "
+        "summary.parquet gather them. Rerun the same command to resume: only missing or "
+        "failed tasks run again. Exit code 1 if any task failed (after writing everything).",
+    )
+    p.add_argument("file", metavar="FILE", type=Path,
+                   help="sweep file (TOML), e.g. experiments/sweeps/small_demo.toml")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local worker processes (default: the machine's cores)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run on the Dask cluster whose scheduler is at ADDRESS "
+                   "(e.g. tcp://10.0.0.5:8786) instead of locally")
+    p.add_argument("--out", type=Path, default=None,
+                   help="result folder (default: results/sweeps/<sweep name>)")
+    p.set_defaults(handler=_cmd_sweep)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    import contextlib
+    import multiprocessing
+    import os
+    from concurrent.futures import Executor, ProcessPoolExecutor
+
+    from rich.console import Console
+
+    from sim import sweep
+
+    console = Console(highlight=False)
+    spec = sweep.load_sweep(args.file)  # every task's scenario is validated here
+    if args.workers is not None and args.workers < 1:
+        raise _CliError(f"--workers: expected an integer >= 1, got {args.workers}")
+    if args.scheduler and args.workers is not None:
+        raise _CliError("--workers sets the local pool; with --scheduler the cluster's "
+                        "workers run the tasks")
+    out: Path = args.out or Path("results") / "sweeps" / spec.name
+    timestamp = datetime.now(UTC).isoformat(timespec="seconds")
+    console.print(f"sweep {spec.name}: {spec.n_points} points x {spec.replications} "
+                  f"replications = {spec.n_tasks} tasks -> {out}", markup=False)
+    t0 = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        executor: Executor
+        if args.scheduler:
+            from distributed import Client
+
+            try:
+                client = stack.enter_context(Client(args.scheduler, timeout="20s"))
+            except (OSError, TimeoutError) as err:
+                raise _CliError(f"--scheduler {args.scheduler}: cannot connect ({err})") from None
+            executor = client.get_executor(pure=False)
+            where = f"Dask cluster {args.scheduler} ({sum(client.nthreads().values())} threads)"
+        else:
+            workers = args.workers or os.cpu_count() or 1
+            executor = stack.enter_context(ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn")))
+            where = f"local process pool ({workers} workers)"
+        try:
+            with _progress(console, "tasks", None) as advance:
+                outcome = sweep.run_sweep(
+                    spec, out, executor, progress=advance, timestamp=timestamp,
+                    command=args.command, executor_info=where,
+                    log=lambda msg: console.print(msg, markup=False),
+                )
+        except KeyboardInterrupt:  # run_sweep cancelled what had not started
+            console.print(f"interrupted: finished tasks are kept in {out}/tasks; rerun the "
+                          "same command to run the rest", markup=False)
+            return EXIT_INTERRUPTED
+    seconds = time.monotonic() - t0
+    console.print(f"{outcome.ran} tasks run ({outcome.already_done} already done) on {where} "
+                  f"in {seconds:.1f} s; wrote {out}/results.parquet and summary.parquet",
+                  markup=False)
+    if outcome.failed:
+        shown = ", ".join(outcome.failed[:10]) + (" ..." if len(outcome.failed) > 10 else "")
+        _err(f"{len(outcome.failed)} of {outcome.n_tasks} tasks failed ({shown}); their "
+             f"tracebacks are in {out}/tasks/<task>.parquet; rerun to retry them")
+        return 1
+    return EXIT_OK
+
+
 # ---- the entry point -------------------------------------------------------------------
 
 _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_run,
     _add_reproduce,
     _add_calibrate,
+    _add_app,
+    _add_sweep,
 )
 
 
