@@ -58,7 +58,14 @@ class Streams:
         self.seed = root.entropy
         #: With ``seed``, what reproduces a spawned stream: ``SeedSequence(seed, spawn_key=...)``
         self.spawn_key = tuple(root.spawn_key)
-        self._children = dict(zip(self.NAMES, root.spawn(len(self.NAMES)), strict=True))
+        # The children ``root.spawn`` would give, built without calling it: ``spawn``
+        # advances the caller's SeedSequence, so a second model given the same object
+        # (a twin) would silently get other streams.
+        self._children = {
+            name: np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, i),
+                                         pool_size=root.pool_size)
+            for i, name in enumerate(self.NAMES)
+        }
 
     def rng(self, name: str) -> np.random.Generator:
         """A fresh generator for a named stream (same numbers every time it is asked)."""

@@ -197,3 +197,17 @@ def test_paper_scenario_is_the_calibration_output():
     }
     assert changed <= set(prov["fitted"]), changed - set(prov["fitted"])
     assert {"objective", "seed", "commit", "targets", "simulated"} <= set(prov)
+
+
+def test_twins_from_a_spawned_seed_share_their_random_numbers():
+    """Twin worlds given one SeedSequence object must get the same streams (a spawned
+    replication seed is such an object; ``SeedSequence.spawn`` would advance it)."""
+    seed = np.random.SeedSequence(99).spawn(3)[2]
+    scn = load_scenario(ROOT / "scenarios/no_nudge.toml").with_overrides(
+        {"population.n_learners": 4_000})
+    tw = run_twins(scn, seed)
+    assert seed.n_children_spawned == 0
+    te = true_effects(tw.potential_outcomes())
+    assert all(v == 0 for v in te.values()), te
+    cols = ["shared", "first_job_week", "seen_job_week", "views", "app_open_week"]
+    pd.testing.assert_frame_equal(tw.study.learners[cols], tw.mirror.learners[cols])
