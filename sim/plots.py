@@ -14,7 +14,12 @@ from matplotlib.ticker import MaxNLocator
 
 __all__ = [
     "ARM_COLORS",
+    "GROUP_COLORS",
+    "channel_effects",
+    "crowding_out_bars",
     "cumulative_new_jobs",
+    "effect_curves",
+    "effect_heatmap",
     "network_sample",
     "new_jobs_by_arm",
     "sample_neighbourhood",
@@ -322,3 +327,223 @@ def _connected_seeds(network, treated: np.ndarray, n_seeds: int,
                 break
         seeds.append(int(rng.choice(options)))
     return seeds
+
+
+# ---- policy experiments (experiments/analyze.py and notebooks 03, 04) -----------------
+
+#: Colours of the employability tertiles (and of the whole matched sample).
+GROUP_COLORS = {"all": "black", "low": "#c44e52", "medium": "#8172b2", "high": "#55a868"}
+GROUP_LABELS = {"all": "all matched learners", "low": "low employability",
+                "medium": "medium employability", "high": "high employability"}
+
+
+def effect_heatmap(
+    grid: pd.DataFrame,
+    x: str,
+    y: str,
+    value: str,
+    *,
+    levels: tuple[float, ...] = (6.0, 11.0),
+    level_fmt: str = "{:g}%",
+    marker: tuple[float, float] | None = None,
+    marker_label: str = "calibrated point",
+    xlabel: str = "",
+    ylabel: str = "",
+    colorbar_label: str = "",
+    title: str = "",
+) -> Figure:
+    """An effect over a two-parameter grid, with labelled contour lines at ``levels``.
+
+    ``grid`` has one row per grid point with columns ``x``, ``y`` and ``value`` (the
+    values of ``value`` in the unit of ``colorbar_label``, e.g. % for a relative
+    effect); points missing from the full ``x`` by ``y`` grid are left blank. Colours
+    are centred on zero (red positive, blue negative). Each contour level inside the
+    range of the values is drawn and labelled with ``level_fmt`` (levels outside the
+    range are skipped: they have no line on this grid). ``marker`` is an ``(x, y)``
+    point drawn as a star (e.g. the calibrated scenario).
+    """
+    from matplotlib.colors import CenteredNorm
+    from matplotlib.lines import Line2D
+
+    table = grid.pivot_table(index=y, columns=x, values=value, aggfunc="mean", dropna=False)
+    table = table.sort_index().sort_index(axis=1)
+    xs = table.columns.to_numpy(float)
+    ys = table.index.to_numpy(float)
+    z = np.ma.masked_invalid(table.to_numpy(float))
+    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    finite = z.compressed()
+    halfrange = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1
+    mesh = ax.pcolormesh(xs, ys, z, shading="nearest", cmap="RdBu_r",
+                         norm=CenteredNorm(0.0, halfrange))
+    fig.colorbar(mesh, ax=ax, label=colorbar_label)
+    handles = []
+    if finite.size and len(xs) >= 2 and len(ys) >= 2:
+        styles = ("solid", "dashed", "dashdot", "dotted")
+        for i, level in enumerate(levels):
+            if not finite.min() <= level <= finite.max():
+                continue  # no line on this grid (and no matplotlib warning)
+            style = styles[i % len(styles)]
+            cs = ax.contour(xs, ys, z, levels=[level], colors="black", linewidths=1.6,
+                            linestyles=style)
+            ax.clabel(cs, fmt=lambda v: level_fmt.format(v), fontsize=9)
+            handles.append(Line2D([], [], color="black", ls=style,
+                                  label=f"{level_fmt.format(level)} contour"))
+    if marker is not None:
+        ax.scatter([marker[0]], [marker[1]], marker="*", s=260, color="gold",
+                   edgecolors="black", linewidths=1.0, zorder=5)
+        handles.append(Line2D([], [], ls="", marker="*", ms=14, mfc="gold", mec="black",
+                              label=marker_label))
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
+                   frameon=False, fontsize=8)
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or y)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def effect_curves(
+    table: pd.DataFrame,
+    x: str,
+    *,
+    xlabel: str = "",
+    title: str = "",
+    groups: tuple[str, ...] = ("all", "low", "medium", "high"),
+) -> Figure:
+    """Effects of the nudge against a swept parameter, by employability group.
+
+    ``table`` has one row per value of ``x`` and group (column ``group``: ``all`` for
+    the whole matched sample, or ``low``/``medium``/``high`` tertiles; ``shared`` for the
+    effect on sharing), with columns ``effect`` (mean estimate, pp), ``effect_lo`` and
+    ``effect_hi`` (its 95% interval), ``true`` (the twins' true effect, pp), ``rel``,
+    ``rel_lo``, ``rel_hi`` and ``true_rel`` (the same relative to the control mean, as
+    fractions). Three panels: the new-job effect in pp, the same relative to the control
+    mean (%), and the effect on sharing (pp, when the ``shared`` rows are there). Solid
+    lines with bars are mean estimates and their 95% intervals; dashed lines with
+    crosses the true effects.
+    """
+    from matplotlib.lines import Line2D
+
+    has_shared = (table["group"] == "shared").any()
+    fig = Figure(figsize=(13 if has_shared else 9, 4.2), layout="constrained")
+    axs = fig.subplots(1, 3 if has_shared else 2)
+    n = len(groups)
+    for ax, (col, lo, hi, true, scale, ylabel) in zip(axs, (
+            ("effect", "effect_lo", "effect_hi", "true", 1.0,
+             "effect on a new job (percentage points)"),
+            ("rel", "rel_lo", "rel_hi", "true_rel", 100.0,
+             "effect on a new job, relative to control (%)")), strict=False):
+        span = table[x].max() - table[x].min() if len(table) else 0.0
+        for i, g in enumerate(groups):
+            t = table[table["group"] == g].sort_values(x)
+            if t.empty:
+                continue
+            dx = (i - (n - 1) / 2) * 0.012 * (span or 1.0)  # keep the bars apart
+            xv = t[x].to_numpy(float) + dx
+            mean = scale * t[col].to_numpy(float)
+            err = np.vstack([mean - scale * t[lo].to_numpy(float),
+                             scale * t[hi].to_numpy(float) - mean])
+            ax.errorbar(xv, mean, yerr=np.where(np.isfinite(err), err, 0), marker="o",
+                        ms=4, capsize=2, color=GROUP_COLORS.get(g), label=GROUP_LABELS.get(g, g))
+            tv = scale * t[true].to_numpy(float)
+            if np.isfinite(tv).any():
+                ax.plot(xv, tv, ls="--", marker="x", ms=5, color=GROUP_COLORS.get(g),
+                        alpha=0.8)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlabel(xlabel or x)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    if has_shared:
+        ax = axs[2]
+        t = table[table["group"] == "shared"].sort_values(x)
+        mean = t["effect"].to_numpy(float)
+        err = np.vstack([mean - t["effect_lo"].to_numpy(float),
+                         t["effect_hi"].to_numpy(float) - mean])
+        ax.errorbar(t[x], mean, yerr=np.where(np.isfinite(err), err, 0), marker="o", ms=4,
+                    capsize=2, color=ARM_COLORS[1], label="mean estimate (95% CI)")
+        if np.isfinite(t["true"].to_numpy(float)).any():
+            ax.plot(t[x], t["true"], ls="--", marker="x", color=ARM_COLORS[1],
+                    label="true effect (twins)")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlabel(xlabel or x)
+        ax.set_ylabel("effect on sharing the credential (pp)")
+        ax.legend(frameon=False, fontsize=8)
+        ax.grid(alpha=0.3)
+    handles = axs[0].get_legend_handles_labels()[0]
+    handles += [Line2D([], [], color="grey", marker="o", ms=4, label="mean estimate, 95% CI"),
+                Line2D([], [], color="grey", ls="--", marker="x", label="true effect (twins)")]
+    axs[0].legend(handles=handles, frameon=False, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def crowding_out_bars(table: pd.DataFrame, *, title: str = "") -> Figure:
+    """Aggregate new jobs from nudging: what the 50/50 study predicts versus the total.
+
+    ``table`` has one row per bar with columns ``label``, ``jobs`` (extra new jobs in
+    the population, reported ones as the study measures them), ``lo`` and ``hi`` (its
+    95% interval; NaN for none) and optionally ``kind`` (``"prediction"`` or
+    ``"total"``, for the colour).
+    """
+    fig = Figure(figsize=(7.2, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    xs = np.arange(len(table))
+    jobs = table["jobs"].to_numpy(float)
+    err = np.vstack([jobs - table["lo"].to_numpy(float), table["hi"].to_numpy(float) - jobs])
+    kinds = table["kind"] if "kind" in table else pd.Series(["prediction"] * len(table))
+    colors = [ARM_COLORS[0] if k == "prediction" else ARM_COLORS[1] for k in kinds]
+    ax.bar(xs, jobs, color=colors, width=0.6)
+    ax.errorbar(xs, jobs, yerr=np.where(np.isfinite(err), err, 0), fmt="none",
+                ecolor="black", capsize=4)
+    for xi, j in zip(xs, jobs, strict=True):
+        if np.isfinite(j):
+            ax.annotate(f"{j:,.0f}", (xi, j), xytext=(8, 3), textcoords="offset points",
+                        fontsize=9)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xticks(xs, table["label"], fontsize=9)
+    ax.set_ylabel("extra learners with a new job (count)")
+    ax.set_title(title or "Nudging everyone: the study's prediction and the total effect",
+                 fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def channel_effects(table: pd.DataFrame, *, title: str = "") -> Figure:
+    """The nudge's effect on a new job with each channel from sharing to jobs on or off.
+
+    ``table`` has one row per configuration and group, with columns ``label`` (e.g.
+    ``"both"``, ``"visibility only"``), ``group`` (``all`` or ``low``, ...), ``effect``,
+    ``effect_lo``, ``effect_hi`` (mean estimate and 95% interval, pp) and ``true`` (the
+    twins' true effect, pp). Bars are mean estimates, crosses true effects.
+    """
+    labels = list(dict.fromkeys(table["label"]))
+    groups = list(dict.fromkeys(table["group"]))
+    fig = Figure(figsize=(7.2, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(groups), 1)
+    xs = np.arange(len(labels))
+    for i, g in enumerate(groups):
+        t = table[table["group"] == g].set_index("label").reindex(labels)
+        pos = xs + (i - (len(groups) - 1) / 2) * width
+        mean = t["effect"].to_numpy(float)
+        err = np.vstack([mean - t["effect_lo"].to_numpy(float),
+                         t["effect_hi"].to_numpy(float) - mean])
+        ax.bar(pos, np.nan_to_num(mean), width=width * 0.9, color=GROUP_COLORS.get(g),
+               alpha=0.75, label=f"{GROUP_LABELS.get(g, g)}: mean estimate, 95% CI")
+        ax.errorbar(pos, mean, yerr=np.where(np.isfinite(err), err, 0), fmt="none",
+                    ecolor="black", capsize=3)
+        tv = t["true"].to_numpy(float)
+        if np.isfinite(tv).any():
+            ax.scatter(pos, tv, marker="x", s=50, color="black", zorder=3,
+                       label="true effect (twins)" if i == 0 else None)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xticks(xs, labels)
+    ax.set_xlabel("channels from a shared credential to a job")
+    ax.set_ylabel("effect of the nudge on a new job (pp)")
+    ax.set_title(title or "Visibility versus signal", fontsize=10)
+    ax.legend(frameon=False, fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
