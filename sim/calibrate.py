@@ -89,7 +89,8 @@ MARKET_PARAMS = (
 #: How closely each moment must be matched (pp): the scale of its residual. Effects are
 #: what the study is about, so they get the tight scales: the half-width of the
 #: reproduction windows (a 5-7% overall and a 9.5-12.5% low-tertile relative effect, i.e.
-#: +-0.17 pp and +-0.16 pp) and half the paper's SE for the other effects; control means
+#: +-0.17 pp and +-0.16 pp), 0.2 pp for the medium tertile (whose relative effect must stay
+#: below the low tertile's) and half the paper's SE for the other effects; control means
 #: a third of their tolerance (1 pp overall, 2 pp by tertile); views, whose SE is
 #: tiny, half their SE (effect) or 0.1 pp (control mean).
 SCALES = {
@@ -97,7 +98,7 @@ SCALES = {
     "new_job_in_scope.control": 1 / 3, "new_job_in_scope.itt": 0.397 / 2,
     "any_view.control": 0.1, "any_view.itt": 0.09 / 2,
     "new_job_low.control": 2 / 3, "new_job_low.itt": 0.16,
-    "new_job_medium.control": 2 / 3, "new_job_medium.itt": 0.640 / 2,
+    "new_job_medium.control": 2 / 3, "new_job_medium.itt": 0.2,
     "new_job_high.control": 2 / 3, "new_job_high.itt": 1.141 / 2,
 }
 

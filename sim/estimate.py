@@ -56,11 +56,11 @@ Relative effect and its delta-method standard error
 
 ``predict_employability`` / ``employability_tertiles``
     A histogram gradient-boosted classifier trained on the control group only predicts
-    the outcome from pre-treatment features. Cross-fitting: control learners are split
-    into ``n_folds`` folds (``KFold`` with shuffling: the split does not depend on the
-    outcome), each is scored by the model trained on the other folds; treated learners
-    (and controls with a missing outcome) are scored by the average of the fold models.
-    No learner is scored by a model that saw its outcome. Tertile cut-offs are the 1/3
+    the outcome from pre-treatment features. Cross-fitting: all learners are split into
+    ``n_folds`` folds within each arm (the split does not depend on the outcome); each
+    fold, treated and control alike, is scored by the model trained on the controls of
+    the other folds. No learner is scored by a model that saw its outcome, and both arms
+    get scores of the same kind (see ``predict_employability``). Tertile cut-offs are the 1/3
     and 2/3 quantiles of the control scores, so control tertiles are equal-sized and the
     treated ones need not be.
 
@@ -91,7 +91,7 @@ import statsmodels.api as sm
 from linearmodels.iv import IV2SLS
 from scipy import sparse
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.model_selection import KFold
+from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 __all__ = [
@@ -802,14 +802,18 @@ def predict_employability(
 ) -> pd.Series:
     """Cross-fitted predicted probability of ``outcome`` absent treatment (0-1 scale).
 
-    A ``HistGradientBoostingClassifier`` is trained on control learners with an observed
-    outcome. Those controls are split into ``n_folds`` shuffled folds (``KFold``,
-    independent of the outcome); each is scored by the model trained on the other folds.
-    All other learners (treated, or controls with a missing outcome) are scored by the
-    average of the ``n_folds`` models, none of which saw them. Deterministic given
-    ``seed`` (and identical for any ``n_threads``: the OpenMP threads of the boosted
-    trees, 1 by default because oversubscribed pools are several times slower when
-    other processes, e.g. parallel replications, share the CPUs; ``None``: unchanged).
+    Every learner is put in one of ``n_folds`` folds, drawn within each arm (shuffled
+    ``StratifiedKFold`` on the arm, independent of the outcome). For each fold a
+    ``HistGradientBoostingClassifier`` is trained on the control learners *outside* it
+    (with an observed outcome) and scores every learner *in* it, treated or control. So
+    no learner is scored by a model that saw it, and both arms are scored by the same
+    kind of model: averaging the fold models for treated learners only would give them
+    smoother scores than the controls, put different mixes of learners in each arm's
+    tertiles and bias the within-tertile effects (the endogenous-stratification problem
+    of Abadie, Chingos and West, 2018). Deterministic given ``seed`` (and identical for any
+    ``n_threads``: the OpenMP threads of the boosted trees, 1 by default because
+    oversubscribed pools are several times slower when other processes share the CPUs;
+    ``None``: unchanged).
 
     Returns:
         float Series named ``"employability"`` aligned with ``df.index``.
@@ -819,22 +823,18 @@ def predict_employability(
     _require(df, [outcome, treat])
     x = _feature_frame(df, features)
     y = df[outcome].to_numpy(dtype=float)
-    train = (df[treat].to_numpy(dtype=float) == 0) & ~np.isnan(y)
-    ctrl = np.flatnonzero(train)
-    other = np.flatnonzero(~train)
-    if len(ctrl) < 2 * n_folds:
+    arm = df[treat].to_numpy(dtype=float)
+    train = (arm == 0) & ~np.isnan(y)
+    if train.sum() < 2 * n_folds:
         raise ValueError("too few control learners with an observed outcome")
     scores = np.full(len(df), np.nan)
-    other_sum = np.zeros(len(other))
-    folds = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     with threadpool_limits(limits=n_threads):
-        for k, (tr, te) in enumerate(folds.split(ctrl)):
+        for k, (_, te) in enumerate(folds.split(np.zeros(len(df)), arm)):
+            fit_rows = np.flatnonzero(train & ~np.isin(np.arange(len(df)), te))
             model = _classifier(seed * 1000 + k)
-            model.fit(x.iloc[ctrl[tr]], y[ctrl[tr]].astype(int))
-            scores[ctrl[te]] = model.predict_proba(x.iloc[ctrl[te]])[:, 1]
-            if len(other):
-                other_sum += model.predict_proba(x.iloc[other])[:, 1]
-    scores[other] = other_sum / n_folds
+            model.fit(x.iloc[fit_rows], y[fit_rows].astype(int))
+            scores[te] = model.predict_proba(x.iloc[te])[:, 1]
     return pd.Series(scores, index=df.index, name="employability")
 
 

@@ -248,7 +248,7 @@ class Sharing(_Section):
     """Phase 1: who shares the credential, and when."""
 
     hazard_at_grant: float = _f(
-        0.01627, "per week", "Control sharing hazard in the week the credential is granted "
+        0.01608, "per week", "Control sharing hazard in the week the credential is granted "
         "(median activity).", ge=0, le=1,
     )
     hazard_decay_weeks: float = _f(
@@ -266,7 +266,7 @@ class Sharing(_Section):
         "within 30 days, by batch (drawn once per batch).",
     )
     nudge_strength: float = _f(
-        0.007753, "-", "Scale of a notification's effect: the chance that a notification, seen "
+        0.008535, "-", "Scale of a notification's effect: the chance that a notification, seen "
         "by a median-activity learner, leads to sharing is 1 - exp(-nudge_strength).",
         ge=0, le=20,
     )
@@ -297,7 +297,7 @@ class Visibility(_Section):
         "learner more often (search boost, feed).",
     )
     search_boost: float = _f(
-        13.03, "ratio", "Extra weight of a shared credential in recruiter searches of its "
+        6.132, "ratio", "Extra weight of a shared credential in recruiter searches of its "
         "domain (weight = activity * (1 + boost)).", ge=0, le=100,
     )
     feed_see_prob: float = _f(
@@ -318,7 +318,7 @@ class Visibility(_Section):
         ge=0, le=1,
     )
     recruiter_view_prob: float = _f(
-        0.06856, "probability", "Chance that a recruiter whose search finds a learner with a "
+        0.00718, "probability", "Chance that a recruiter whose search finds a learner with a "
         "shared credential opens it (a view).", ge=0, le=1,
     )
     shared_view_rate: float = _f(
@@ -326,7 +326,7 @@ class Visibility(_Section):
         "visits (median activity).", ge=0, le=1,
     )
     unshared_view_rate: float = _f(
-        0.003164, "per week", "Certificate views of an unshared credential (link sent with an "
+        0.003295, "per week", "Certificate views of an unshared credential (link sent with an "
         "application, CV), median activity.", ge=0, le=1,
     )
     own_view_rate: float = _f(
@@ -339,10 +339,10 @@ class Market(_Section):
     """Phases 3-5: search, applications, screening, hiring and flows."""
 
     vacancies_per_1000: float = _f(
-        6.695, "vacancies per week per 1000 learners", "Vacancy arrival rate.", ge=0, le=1000
+        9.106, "vacancies per week per 1000 learners", "Vacancy arrival rate.", ge=0, le=1000
     )
     in_scope_share: float = _f(
-        0.6509, "share", "Share of vacancies with a tech or managerial title.", ge=0, le=1
+        0.6144, "share", "Share of vacancies with a tech or managerial title.", ge=0, le=1
     )
     vacancy_duration_weeks: float = _f(
         6.0, "weeks", "Mean time a vacancy stays open before it expires.", gt=0, le=104
@@ -352,7 +352,7 @@ class Market(_Section):
         ge=0, le=100,
     )
     applications_employed: float = _f(
-        0.3851, "per week", "Applications sent by an employed learner (on-the-job search).",
+        0.7003, "per week", "Applications sent by an employed learner (on-the-job search).",
         ge=0, le=100,
     )
     in_domain_application_share: float = _f(
@@ -376,7 +376,7 @@ class Market(_Section):
         1.2, "skill sd", "Minimum perceived fit an employer accepts.", ge=-10, le=10
     )
     fit_noise_sd: float = _f(
-        1.044, "skill sd", "Sd of the idiosyncratic fit of a candidate to a vacancy (what an "
+        0.9865, "skill sd", "Sd of the idiosyncratic fit of a candidate to a vacancy (what an "
         "interview reveals).", ge=0, le=10,
     )
     separation_rate_per_year: float = _f(
@@ -399,7 +399,7 @@ class Signal(_Section):
         "credential.",
     )
     credibility: float = _f(
-        0.9363, "share", "How informative employers take the credential to be (0: ignored; 1: "
+        0.965, "share", "How informative employers take the credential to be (0: ignored; 1: "
         "as informative as the model allows).", ge=0, le=1,
     )
     max_signal_precision: float = _f(
@@ -407,7 +407,7 @@ class Signal(_Section):
         ge=0, le=1000,
     )
     prior_precision_thin: float = _f(
-        0.2341, "1 / skill variance", "Precision of the employer's prior from a thin record "
+        0.07795, "1 / skill variance", "Precision of the employer's prior from a thin record "
         "(no degree, no experience, no past job in scope).", gt=0, le=1000,
     )
     prior_precision_thick: float = _f(
@@ -415,7 +415,7 @@ class Signal(_Section):
         "5+ years, past job in scope).", gt=0, le=1000,
     )
     course_skill_gain: float = _f(
-        0.6531, "skill sd", "Skill the course adds that no record shows (what the credential "
+        1.322, "skill sd", "Skill the course adds that no record shows (what the credential "
         "reveals).", ge=-5, le=5,
     )
     education_skill: float = _f(
