@@ -783,7 +783,7 @@ def _classifier(seed: int) -> HistGradientBoostingClassifier:
         min_samples_leaf=50,
         l2_regularization=1.0,
         categorical_features="from_dtype",
-        early_stopping=True,
+        early_stopping="auto",  # on above 10,000 training rows (the study's scale)
         validation_fraction=0.15,
         n_iter_no_change=15,
         random_state=seed,
@@ -832,8 +832,12 @@ def predict_employability(
     with threadpool_limits(limits=n_threads):
         for k, (_, te) in enumerate(folds.split(np.zeros(len(df)), arm)):
             fit_rows = np.flatnonzero(train & ~np.isin(np.arange(len(df)), te))
+            y_fit = y[fit_rows].astype(int)
+            if len(np.unique(y_fit)) < 2:  # a tiny sample with one outcome only
+                scores[te] = float(y_fit.mean()) if len(y_fit) else np.nan
+                continue
             model = _classifier(seed * 1000 + k)
-            model.fit(x.iloc[fit_rows], y[fit_rows].astype(int))
+            model.fit(x.iloc[fit_rows], y_fit)
             scores[te] = model.predict_proba(x.iloc[te])[:, 1]
     return pd.Series(scores, index=df.index, name="employability")
 

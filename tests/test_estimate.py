@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pandas as pd
@@ -280,13 +279,11 @@ def test_lpm_invariant_to_row_order(seed: int, n: int) -> None:
 
 def test_lpm_coverage_200_draws() -> None:
     """95 % CI of the LPM ITT covers the true 2 pp in 91-98 % of 200 small studies."""
-    t0 = time.perf_counter()
     hits = 0
     for seed in range(200):
         lo, hi = itt_lpm(make_study(2000, 10_000 + seed, itt=0.02), "new_job").ci95()
         hits += lo <= 2.0 <= hi
     assert 0.91 <= hits / 200 <= 0.98, hits
-    assert time.perf_counter() - t0 < 30
 
 
 # --------------------------------------------------------------------------- Cox
@@ -359,9 +356,7 @@ def test_cox_pp_gradient_matches_numerical() -> None:
 
 def test_cox_recovers_hazard_ratio_and_pp_effect() -> None:
     df = make_study(100_000, 11, hr=1.25)
-    t0 = time.perf_counter()
     e = itt_cox(df, "new_job_in_scope_weeks")
-    assert time.perf_counter() - t0 < 3.0  # ~0.2 s; 37k rows take ~0.08 s
     assert e.estimator == "cox" and e.n == len(df)
     assert abs(e.details["log_hr"] - math.log(1.25)) < 4 * e.details["log_hr_se"]
     truth = 100 * df["_dF"].mean()
@@ -495,9 +490,7 @@ def test_late_equals_wald_ratio_without_controls() -> None:
 def test_study_estimates_table() -> None:
     df = make_study(15_000, 41, itt=0.02)
     pop = make_study(60_000, 42, view_effect=0.05)
-    t0 = time.perf_counter()
     tab = study_estimates(df, pop_df=pop, seed=0)
-    elapsed = time.perf_counter() - t0
     assert list(tab.columns) == list(STUDY_COLUMNS)
     assert list(tab["id"]) == list(STUDY_IDS)
     num = tab[["effect", "se", "control_mean", "rel", "rel_se"]].to_numpy(float)
@@ -510,7 +503,6 @@ def test_study_estimates_table() -> None:
     assert n_tert.sum() == len(df)
     av = tab.set_index("id").loc["any_view"]
     assert abs(av["effect"] - 5.0) < 4 * av["se"]
-    assert elapsed < 10
 
 
 def test_study_estimates_given_tertiles_and_no_pop() -> None:
