@@ -408,8 +408,15 @@ def test_tertiles_control_thirds_and_labels(emp_df: pd.DataFrame, emp_scores: pd
     shares = tert[emp_df["treated"] == 0].value_counts(normalize=True)
     np.testing.assert_allclose(shares[["low", "medium", "high"]], 1 / 3, atol=0.005)
     assert not tert.isna().any()
-    # the scores track the true control probability
-    assert np.corrcoef(emp_scores, emp_df["_p0"])[0, 1] > 0.7
+    # the scores track the true control probability, equally well in both arms: each
+    # learner is scored by one fold model (12,000 synthetic learners, ~6,000 controls)
+    arms = [emp_df["treated"].to_numpy() == a for a in (0, 1)]
+    corr = [np.corrcoef(emp_scores[m], emp_df["_p0"][m])[0, 1] for m in arms]
+    assert min(corr) > 0.45, corr
+    assert abs(corr[0] - corr[1]) < 0.08, corr
+    # symmetric cross-fitting: the arms' scores are equally dispersed
+    sd = [emp_scores[m].std() for m in arms]
+    assert abs(sd[1] / sd[0] - 1) < 0.1, sd
     same = employability_tertiles(emp_df, seed=3)
     pd.testing.assert_series_equal(same, tert)
 
