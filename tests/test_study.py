@@ -178,8 +178,6 @@ def test_logit_transform_round_trips():
 PAPER = ROOT / "scenarios" / "paper.toml"
 
 
-@pytest.mark.skipif(not PAPER.exists(), reason="scenarios/paper.toml is written by "
-                    "`credsim calibrate` and is not there yet")
 def test_paper_scenario_is_the_calibration_output():
     text = PAPER.read_text()
     prov = tomllib.loads(text)["provenance"]
