@@ -43,6 +43,7 @@ __all__ = [
     "RUN_FILES",
     "atomic_run_dir",
     "git_info",
+    "jsonable",
     "manifest",
     "package_versions",
     "summarize",
@@ -240,12 +241,12 @@ def atomic_run_dir(final_path: str | Path, *, overwrite: bool = False) -> Iterat
         raise
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """NaN and infinities as ``null``, numpy scalars as Python numbers."""
     if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -254,7 +255,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    text = json.dumps(_jsonable(data), indent=2, allow_nan=False, default=str)
+    text = json.dumps(jsonable(data), indent=2, allow_nan=False, default=str)
     path.write_text(text + "\n", encoding="utf-8")
 
 

@@ -94,6 +94,7 @@ import numpy as np
 import pandas as pd
 
 from sim.params import Scenario, ScenarioError
+from sim.store import jsonable
 
 __all__ = [
     "ESTIMATE_COLUMNS",
@@ -700,18 +701,7 @@ def _write_text(text: str, path: Path) -> None:
 
 
 def _json(data: Any) -> str:
-    def plain(o: Any) -> Any:
-        if isinstance(o, Mapping):
-            return {str(k): plain(v) for k, v in o.items()}
-        if isinstance(o, list | tuple):
-            return [plain(v) for v in o]
-        if isinstance(o, np.generic):
-            o = o.item()
-        if isinstance(o, float) and not math.isfinite(o):
-            return None
-        return o
-
-    return json.dumps(plain(data), indent=2, allow_nan=False, default=str) + "\n"
+    return json.dumps(jsonable(data), indent=2, allow_nan=False, default=str) + "\n"
 
 
 def read_task_file(path: str | Path, task: Task | None = None) -> pd.DataFrame | None:
