@@ -355,6 +355,10 @@ def _independent_columns(gram_w: np.ndarray, ss_raw: np.ndarray) -> list[int]:
     return keep
 
 
+#: |log hazard ratio| beyond which a Cox coefficient is taken as diverging (HR e^15).
+_DIVERGED = 15.0
+
+
 @dataclass
 class _Design:
     """Complete-case arrays shared by the estimators (rows = ``mask`` of the input).
@@ -624,12 +628,18 @@ class _Breslow:
                 if ll_c >= ll - 1e-12 * abs(ll):
                     break
                 step = step / 2.0
-            converged = abs(ll_c - ll) < tol * max(1.0, abs(ll)) and np.abs(step).max() < 1e-8
+            # converged on the log-likelihood, as R's coxph: under monotone likelihood (a
+            # rare category with no events) that covariate's coefficient drifts to -inf
+            # while the likelihood, and every other coefficient, has settled
+            converged = abs(ll_c - ll) < tol * max(1.0, abs(ll))
             beta, ll, grad, info = cand, ll_c, grad_c, info_c
             if converged:
                 break
         else:
             warnings.warn("Cox Newton-Raphson did not converge", RuntimeWarning, stacklevel=3)
+        if abs(beta[0]) > _DIVERGED:
+            warnings.warn(f"Cox: the treatment's log hazard ratio {beta[0]:.1f} is diverging "
+                          "(no events in one arm?)", RuntimeWarning, stacklevel=3)
         return beta, np.linalg.inv(info)
 
     def score_residuals(self, beta: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -332,6 +333,22 @@ def test_cox_numpy_engine_matches_phreg_with_ties() -> None:
     b = itt_cox(df, "new_job_in_scope_weeks", engine="statsmodels")
     assert a.effect == pytest.approx(b.effect, rel=1e-6)
     assert a.se == pytest.approx(b.se, rel=1e-5)
+
+
+def test_cox_converges_under_monotone_likelihood() -> None:
+    """A category without events (common in small studies) sends its coefficient to -inf;
+    the fit converges on the likelihood, as R's coxph, and the treatment's estimate is
+    the one without those learners (their hazard is zero in the limit)."""
+    df = make_study(3000, 21, hr=1.3)
+    rare = df["education"] == "doctorate"
+    assert 0 < rare.sum() < 100
+    df.loc[rare, "new_job_in_scope_weeks"] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # neither "did not converge" nor "diverging"
+        full = itt_cox(df, "new_job_in_scope_weeks")
+        rest = itt_cox(df[~rare], "new_job_in_scope_weeks")
+    assert full.details["log_hr"] == pytest.approx(rest.details["log_hr"], abs=1e-6)
+    assert full.details["log_hr_se"] == pytest.approx(rest.details["log_hr_se"], rel=1e-4)
 
 
 def test_cox_pp_gradient_matches_numerical() -> None:
