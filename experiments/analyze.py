@@ -11,8 +11,8 @@ experiments are skipped with a message. The experiments:
 - ``nudge_credibility``: maps over nudge strength x credibility of the relative new-job
   effect (mean estimate and true effect), the low-tertile effect and the sharing effect,
   with the paper's 6% and 11% as contour lines and the calibrated point marked;
-- ``credibility_boost``, ``stronger_nudge``: effects against the swept parameter, overall
-  and by employability tertile (who gains), with 95% intervals;
+- ``credibility_boost``, ``signal_precision``, ``stronger_nudge``: effects against the
+  swept parameter, overall and by employability tertile (who gains), with 95% intervals;
 - ``everyone_nudged``: what the 50/50 study predicts at scale versus the total effect of
   nudging everyone (from the twins), and the implied crowding out;
 - ``channels``: the new-job effect with visibility and signal each on or off.
@@ -88,11 +88,12 @@ SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
 SMALL_DIR = PROJECT_ROOT / "results" / "notebook_sweeps"
 
 #: The experiments, in the order they are analysed.
-EXPERIMENTS = ("nudge_credibility", "credibility_boost", "stronger_nudge", "everyone_nudged",
-               "channels")
+EXPERIMENTS = ("nudge_credibility", "credibility_boost", "signal_precision", "stronger_nudge",
+               "everyone_nudged", "channels")
 
 NUDGE = "sharing.nudge_strength"
 CREDIBILITY = "signal.credibility"
+PRECISION = "signal.max_signal_precision"
 TREATED_SHARE = "study.treated_share"
 VISIBILITY = "visibility.enabled"
 SIGNAL = "signal.enabled"
@@ -765,6 +766,8 @@ class Analysis:
 _CURVES = {  # experiment -> (parameter, relative to base, what, format, x label)
     "credibility_boost": (CREDIBILITY, False, "credibility", "{:.2f}",
                           "credential credibility to employers (share, 0-1)"),
+    "signal_precision": (PRECISION, False, "the credential's signal precision", "{:.0f}",
+                         "precision of the credential signal (1 / skill variance)"),
     "stronger_nudge": (NUDGE, True, "the nudge strength", "x{:.2g} the study's",
                        "nudge strength (multiple of the calibrated nudge, x)"),
 }

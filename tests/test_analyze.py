@@ -304,9 +304,10 @@ def test_missing_experiments_are_skipped(tmp_path: Path, capsys) -> None:
     out = tmp_path / "figures"
     assert analyze.main(["--results", str(tmp_path / "sweeps"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    for name in ("credibility_boost", "stronger_nudge", "everyone_nudged", "channels"):
+    for name in ("credibility_boost", "signal_precision", "stronger_nudge", "everyone_nudged",
+                 "channels"):
         assert f"skip {name}: no results" in printed
-    assert "1 of 5 experiment(s) analysed" in printed
+    assert "1 of 6 experiment(s) analysed" in printed
     assert "paper reports 5.8% and 10.9%" in printed
     assert {p.name for p in out.glob("*.png")} == {
         f"nudge_credibility_{k}.png" for k in ("rel_new_job", "rel_new_job_true",
