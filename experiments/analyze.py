@@ -56,6 +56,7 @@ from sim.targets import TARGETS
 __all__ = [
     "EXPERIMENTS",
     "Analysis",
+    "Surface",
     "SweepResults",
     "analyze_all",
     "analyze_experiment",
@@ -69,15 +70,18 @@ __all__ = [
     "crowding_out",
     "crowding_out_table",
     "curve_table",
+    "fit_surface",
     "load_experiment",
     "load_or_run_small",
     "load_results",
     "main",
     "nudge_credibility_figures",
     "nudge_credibility_grid",
+    "nudge_credibility_surfaces",
     "point_table",
     "run_small",
     "small_sweep",
+    "surface_thresholds",
     "thresholds_table",
 ]
 
@@ -370,10 +374,99 @@ def thresholds_table(grid: pd.DataFrame, use_true: bool | None = None) -> pd.Dat
     return table
 
 
+@dataclass(frozen=True)
+class Surface:
+    """A smooth response surface over (nudge multiple ``x``, credibility ``y``).
+
+    ``value = x * (a0 + a1 y + a2 y^2) + x^2 * (b0 + b1 y + b2 y^2)``: zero without a
+    nudge (exactly so for the twins' true effects, and in expectation for the
+    estimates), quadratic in credibility and in the nudge. Fitted by least squares to the
+    grid's cells weighted by their replications, it averages out the cell-to-cell noise
+    of a few replications, so that contours and thresholds are read off a smooth surface
+    rather than off noise. ``r2`` and ``resid_sd`` (of a cell mean, in the value's unit)
+    say how well it fits.
+    """
+
+    coef: np.ndarray
+    r2: float
+    resid_sd: float
+    n_cells: int
+
+    @staticmethod
+    def basis(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        return np.stack([x, x * y, x * y**2, x**2, x**2 * y, x**2 * y**2], axis=-1)
+
+    def __call__(self, x: Any, y: Any) -> np.ndarray:
+        return self.basis(x, y) @ self.coef
+
+
+def fit_surface(grid: pd.DataFrame, value: str, x: str = "nudge_x",
+                y: str = CREDIBILITY) -> Surface | None:
+    """:class:`Surface` fitted to ``grid[value]`` (None with fewer cells than terms)."""
+    g = grid[np.isfinite(grid[value].to_numpy(float))]
+    if len(g) < 6:
+        return None
+    w = np.sqrt(g["n"].to_numpy(float)) if "n" in g else np.ones(len(g))
+    v = g[value].to_numpy(float)
+    b = Surface.basis(g[x].to_numpy(float), g[y].to_numpy(float))
+    coef, *_ = np.linalg.lstsq(b * w[:, None], v * w, rcond=None)
+    resid = v - b @ coef
+    tss = float(np.sum((v - v.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(resid**2)) / tss if tss > 0 else math.nan
+    dof = max(len(g) - len(coef), 1)
+    return Surface(coef, r2, float(np.sqrt(np.sum(resid**2) / dof)), len(g))
+
+
+def _lowest_reaching(surface: Surface, x: float, level: float,
+                     ys: np.ndarray) -> float:
+    """The lowest ``y`` of ``ys`` (ascending) from which ``surface(x, y) >= level`` for
+    every larger ``y`` on the mesh, interpolated; NaN when ``surface(x, ys[-1])`` falls
+    short, ``ys[0]`` when the whole range reaches it."""
+    v = surface(np.full(len(ys), x), ys)
+    if v[-1] < level:
+        return math.nan
+    below = np.nonzero(v < level)[0]
+    if not len(below):
+        return float(ys[0])
+    i = int(below[-1])
+    return float(ys[i] + (level - v[i]) / (v[i + 1] - v[i]) * (ys[i + 1] - ys[i]))
+
+
+def surface_thresholds(surfaces: Mapping[str, Surface | None],
+                       nudges: Sequence[float] = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0),
+                       y_range: tuple[float, float] = (0.05, 1.0)) -> pd.DataFrame:
+    """Per nudge multiple: the credibility from which the fitted overall effect reaches
+    6% and the low-tertile one 11% (``surfaces``: value column -> :class:`Surface`, keys
+    ``"overall"`` and ``"low"``), written out as :func:`thresholds_table` does."""
+    ys = np.linspace(*y_range, 951)
+    out: dict[str, list[str]] = {}
+    for key, level, label in (("overall", LEVELS_PCT[0], "overall"),
+                              ("low", LEVELS_PCT[1], "low tertile")):
+        sf = surfaces.get(key)
+        col = []
+        for x in nudges:
+            c = _lowest_reaching(sf, x, level, ys) if sf is not None else math.nan
+            col.append("none in range" if not np.isfinite(c)
+                       else f"<={c:.2f}" if c <= ys[0] else f"~{c:.2f}")
+        out[f"credibility for {level:g}% ({label})"] = col
+    table = pd.DataFrame(out, index=pd.Index(list(nudges), name="nudge (x calibrated)"))
+    return table
+
+
+def nudge_credibility_surfaces(grid: pd.DataFrame) -> dict[str, Surface | None]:
+    """Fitted surfaces of every map column (true effects where there are any)."""
+    cols = ("rel_new_job", "true_rel_new_job", "rel_new_job_low", "true_rel_new_job_low",
+            "shared_pp", "true_shared_pp")
+    return {c: fit_surface(grid, c) for c in cols if c in grid}
+
+
 def nudge_credibility_figures(res: SweepResults,
-                              calibrated: Mapping[str, Any] | None = None) -> dict[str, Figure]:
+                              calibrated: Mapping[str, Any] | None = None,
+                              smooth: bool = True) -> dict[str, Figure]:
     """The maps: relative new-job effect (estimate, true), low tertile (estimate, true),
-    sharing (estimate); contours at 6% and 11% (2.8 pp for sharing), calibrated point."""
+    sharing (estimate); contours at 6% and 11% (2.8 pp for sharing), calibrated point.
+    With ``smooth`` the contours are those of each map's fitted :class:`Surface`."""
     grid = nudge_credibility_grid(res)
     cal = calibrated if calibrated is not None else calibrated_point(res)
     base_nudge = float(res.base.sharing.nudge_strength) or 1.0
@@ -393,18 +486,20 @@ def nudge_credibility_figures(res: SweepResults,
         "rel_new_job_low_true": ("true_rel_new_job_low", "New job, low-employability "
                                  "tertile: true effect (twins)"),
     }
+    surfaces = nudge_credibility_surfaces(grid) if smooth else {}
     figs = {}
     for key, (col, title) in specs.items():
         if grid[col].notna().any():
             figs[key] = plots.effect_heatmap(
                 grid, "nudge_x", CREDIBILITY, col, levels=LEVELS_PCT,
                 colorbar_label="effect of the nudge / control mean (%)", title=title,
-                **common)
+                surface=surfaces.get(col), **common)
     if grid["shared_pp"].notna().any():
         figs["shared_pp"] = plots.effect_heatmap(
             grid, "nudge_x", CREDIBILITY, "shared_pp", levels=(PAPER_SHARED_PP,),
             level_fmt="{:g} pp", colorbar_label="effect of the nudge on sharing (pp)",
-            title=f"Credential shared: {what} (paper: 2.8 pp)", **common)
+            title=f"Credential shared: {what} (paper: 2.8 pp)",
+            surface=surfaces.get("shared_pp"), **common)
     return figs
 
 
@@ -417,10 +512,12 @@ def _pp(v: float, nd: int = 2) -> str:
 
 
 def conclude_nudge_credibility(grid: pd.DataFrame, calibrated: Mapping[str, Any],
-                               base_nudge: float, replications: int = 0) -> str:
+                               base_nudge: float, replications: int = 0,
+                               surfaces: Mapping[str, Surface | None] | None = None) -> str:
     """One paragraph on the map and the paper's 6% and 11% (``grid``: as from
     :func:`nudge_credibility_grid`; statements use the true effects where there are
-    any, else the mean estimates)."""
+    any, else the mean estimates). With ``surfaces`` (:func:`nudge_credibility_surfaces`)
+    it ends with what the fitted surfaces say at the calibrated point itself."""
     use_true = grid["true_rel_new_job"].notna().any()
     overall = "true_rel_new_job" if use_true else "rel_new_job"
     low = "true_rel_new_job_low" if use_true else "rel_new_job_low"
@@ -491,7 +588,33 @@ def conclude_nudge_credibility(grid: pd.DataFrame, calibrated: Mapping[str, Any]
             f"({100 * MATCH_OVERALL[0]:g}-{100 * MATCH_OVERALL[1]:g}% overall and "
             f"{100 * MATCH_LOW[0]:g}-{100 * MATCH_LOW[1]:g}% in the low tertile, {kind} "
             "effects); with this few replications or learners, noise alone can cause that.")
+    if surfaces:
+        parts.append(_surface_sentences(surfaces, overall, low, kind, calibrated, base_nudge))
     return " ".join(parts)
+
+
+def _surface_sentences(surfaces: Mapping[str, Surface | None], overall: str, low: str,
+                       kind: str, calibrated: Mapping[str, Any], base_nudge: float) -> str:
+    so, sl = surfaces.get(overall), surfaces.get(low)
+    if so is None or sl is None:
+        return ""
+    cx, cy = calibrated[NUDGE] / (base_nudge or 1.0), calibrated[CREDIBILITY]
+    ys = np.linspace(0.05, 1.0, 951)
+    need_o = _lowest_reaching(so, cx, LEVELS_PCT[0], ys)
+    need_l = _lowest_reaching(sl, cx, LEVELS_PCT[1], ys)
+
+    def need(c: float, level: float) -> str:
+        return (f"no credibility up to 1 reaches {level:g}%" if not np.isfinite(c)
+                else f"{level:g}% needs credibility of at least ~{c:.2f}")
+
+    return (f"Smoothed by a fitted surface (nudge times a quadratic in credibility, plus "
+            f"nudge squared times another; R^2 {so.r2:.2f} overall and {sl.r2:.2f} in the "
+            f"low tertile, residual SD of a cell {so.resid_sd:.1f} and {sl.resid_sd:.1f} "
+            f"points), the {kind} effect at the calibrated point itself (nudge "
+            f"x{cx:.2f}, credibility {cy:.2f}) is {_pct(float(so(cx, cy)))} overall and "
+            f"{_pct(float(sl(cx, cy)))} in the low tertile; at the calibrated nudge "
+            f"{need(need_o, LEVELS_PCT[0])} overall, and {need(need_l, LEVELS_PCT[1])} in "
+            "the low tertile.")
 
 
 # ---- effects against one parameter ---------------------------------------------------------
@@ -783,13 +906,19 @@ def analyze_experiment(name: str, res: SweepResults,
     if name == "nudge_credibility":
         cal = calibrated if calibrated is not None else calibrated_point(res)
         grid = nudge_credibility_grid(res)
+        surfaces = nudge_credibility_surfaces(grid)
         text = conclude_nudge_credibility(grid, cal, float(res.base.sharing.nudge_strength),
-                                          res.replications)
+                                          res.replications, surfaces)
+        use_true = bool(grid["true_rel_new_job"].notna().any())
+        pre = "true_" if use_true else ""
+        fitted = surface_thresholds({"overall": surfaces.get(f"{pre}rel_new_job"),
+                                     "low": surfaces.get(f"{pre}rel_new_job_low")})
         table = _short(grid, ["nudge_x", CREDIBILITY, "n", "rel_new_job", "true_rel_new_job",
                               "rel_new_job_low", "true_rel_new_job_low", "shared_pp"])
         return Analysis(name, nudge_credibility_figures(res, cal), table, text,
-                        {"grid": grid, "calibrated": cal,
-                         "thresholds": thresholds_table(grid)})
+                        {"grid": grid, "calibrated": cal, "surfaces": surfaces,
+                         "thresholds": thresholds_table(grid),
+                         "surface_thresholds": fitted})
     if name in _CURVES:
         param, rel, what, fmt, xlabel = _CURVES[name]
         t = curve_table(res, param, relative_to_base=rel)
@@ -852,7 +981,10 @@ def analyze_all(results_dir: str | Path = "results/sweeps",
         with pd.option_context("display.width", 120, "display.max_columns", 20):
             log(a.table.to_string(index=False))
             if "thresholds" in a.extra:
+                log("credibility needed, grid cells:")
                 log(a.extra["thresholds"].to_string())
+                log("credibility needed, fitted surface:")
+                log(a.extra["surface_thresholds"].to_string())
         log(a.conclusion)
         done[name] = a
     return done

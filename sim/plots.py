@@ -7,6 +7,8 @@ intervals wherever there is uncertainty.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -351,6 +353,7 @@ def effect_heatmap(
     ylabel: str = "",
     colorbar_label: str = "",
     title: str = "",
+    surface: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> Figure:
     """An effect over a two-parameter grid, with labelled contour lines at ``levels``.
 
@@ -360,7 +363,9 @@ def effect_heatmap(
     are centred on zero (red positive, blue negative). Each contour level inside the
     range of the values is drawn and labelled with ``level_fmt`` (levels outside the
     range are skipped: they have no line on this grid). ``marker`` is an ``(x, y)``
-    point drawn as a star (e.g. the calibrated scenario).
+    point drawn as a star (e.g. the calibrated scenario). With ``surface`` (a smooth fit
+    ``surface(x, y) -> value``, vectorized) the contours are those of the surface on a
+    fine mesh over the grid's range rather than of the noisy cells.
     """
     from matplotlib.colors import CenteredNorm
     from matplotlib.lines import Line2D
@@ -379,24 +384,32 @@ def effect_heatmap(
     fig.colorbar(mesh, ax=ax, label=colorbar_label)
     handles = []
     if finite.size and len(xs) >= 2 and len(ys) >= 2:
+        cx, cy, cz = xs, ys, z
+        if surface is not None:
+            cx = np.linspace(xs.min(), xs.max(), 200)
+            cy = np.linspace(ys.min(), ys.max(), 200)
+            mx, my = np.meshgrid(cx, cy)
+            cz = np.asarray(surface(mx, my), dtype=float)
         styles = ("solid", "dashed", "dashdot", "dotted")
+        what = "contour (fitted surface)" if surface is not None else "contour"
         for i, level in enumerate(levels):
-            if not finite.min() <= level <= finite.max():
+            if not np.nanmin(cz) <= level <= np.nanmax(cz):
                 continue  # no line on this grid (and no matplotlib warning)
             style = styles[i % len(styles)]
-            cs = ax.contour(xs, ys, z, levels=[level], colors="black", linewidths=1.6,
+            cs = ax.contour(cx, cy, cz, levels=[level], colors="black", linewidths=1.6,
                             linestyles=style)
             ax.clabel(cs, fmt=lambda v: level_fmt.format(v), fontsize=9)
             handles.append(Line2D([], [], color="black", ls=style,
-                                  label=f"{level_fmt.format(level)} contour"))
+                                  label=f"{level_fmt.format(level)} {what}"))
     if marker is not None:
         ax.scatter([marker[0]], [marker[1]], marker="*", s=260, color="gold",
                    edgecolors="black", linewidths=1.0, zorder=5)
         handles.append(Line2D([], [], ls="", marker="*", ms=14, mfc="gold", mec="black",
                               label=marker_label))
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
-                   frameon=False, fontsize=8)
+        wide = sum(len(h.get_label()) for h in handles) > 70
+        fig.legend(handles=handles, loc="outside lower center",
+                   ncols=2 if wide else len(handles), frameon=False, fontsize=8)
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or y)
     if title:

@@ -193,6 +193,34 @@ def test_grid_thresholds_and_conclusion() -> None:
     assert "No grid point gives both" in text
 
 
+def test_fitted_surface_recovers_a_surface_of_its_form_and_smooths_noise() -> None:
+    grid = analyze.nudge_credibility_grid(grid_results())
+    sf = analyze.fit_surface(grid, "true_rel_new_job")  # 10 x m x c: in the basis
+    assert sf is not None and sf.r2 == pytest.approx(1.0) and sf.resid_sd < 1e-9
+    assert float(sf(1.0, 0.6)) == pytest.approx(6.0) and float(sf(0.0, 0.9)) == 0.0
+    fitted = analyze.surface_thresholds(
+        {"overall": sf, "low": analyze.fit_surface(grid, "true_rel_new_job_low")},
+        nudges=(0.5, 1.0, 2.75))
+    # 6% overall: c = 0.6 at x1, 6 / 27.5 at x2.75, none up to 1 at x0.5 (5% at most)
+    assert list(fitted.iloc[:, 0]) == ["none in range", "~0.60", "~0.22"]
+    assert list(fitted.iloc[:, 1]) == ["none in range", "~0.55", "~0.20"]  # 20 x m x c
+    # noise around a smooth truth: the fit is closer to the truth than the cells are
+    rng = np.random.default_rng(5)
+    noisy = grid.assign(v=grid["true_rel_new_job"] + rng.normal(0, 2.0, len(grid)))
+    fit = analyze.fit_surface(noisy, "v")
+    err_fit = np.abs(fit(noisy["nudge_x"], noisy[CRED]) - noisy["true_rel_new_job"]).mean()
+    err_cells = np.abs(noisy["v"] - noisy["true_rel_new_job"]).mean()
+    assert err_fit < err_cells
+    assert analyze.fit_surface(grid.head(5), "true_rel_new_job") is None  # too few cells
+    # the conclusion reads the calibrated point off the surfaces
+    cal = {NUDGE: BASE_NUDGE, CRED: 0.7, "source": "test"}
+    text = analyze.conclude_nudge_credibility(grid, cal, BASE_NUDGE, 2,
+                                              analyze.nudge_credibility_surfaces(grid))
+    assert "at the calibrated point itself (nudge x1.00, credibility 0.70) is 7.0% " \
+           "overall and 14.0% in the low tertile" in text
+    assert "6% needs credibility of at least ~0.60 overall" in text
+
+
 def test_missing_tertile_estimates_do_not_break_the_map() -> None:
     a = analyze.analyze_experiment("nudge_credibility", grid_results(low_nan=True),
                                    {NUDGE: BASE_NUDGE, CRED: 0.7, "source": "test"})
