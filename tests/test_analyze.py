@@ -403,3 +403,19 @@ def test_a_tiny_real_sweep_is_analysed(tmp_path: Path, capsys) -> None:
     assert (tmp_path / "figures" / "nudge_credibility_rel_new_job_true.png").stat().st_size
     printed = capsys.readouterr().out
     assert "skip channels" in printed and "4 of 4 tasks" in printed
+
+
+# ---- the everyone-nudged mechanism script ---------------------------------------------------
+
+
+def test_everyone_nudged_mechanism_script_prints_both_worlds_per_channel(capsys) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "everyone_nudged_mechanism", ROOT / "experiments" / "everyone_nudged_mechanism.py")
+    mech = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mech)
+    assert mech.main(["--scenario", "small", "--learners", "4000", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "4,000 learners, seed 3" in out
+    for label in ("both channels", "visibility only", "signal only"):
+        assert out.count(label) >= 2  # its progress line and its two table rows
+    assert "hires per hired learner" in out and "everyone" in out and "no one" in out
