@@ -26,6 +26,10 @@ Choices MODEL.md leaves open, written down here:
   its domain with probability proportional to ``activity * (1 + search_boost * shared)``
   (no boost when the visibility channel is off). A recruiter who finds a learner with a
   shared credential opens it (a view) with probability ``recruiter_view_prob``.
+* On-the-job search: an employed learner applies like anyone else (at
+  ``applications_employed``) and can be sourced or found in the feed, except within
+  ``search_pause_weeks`` of starting a job (default 0: no pause), when it neither applies
+  nor takes an approach; its draws are made all the same.
 * Screening: an employer's belief about a candidate is the prior from the record; when
   the signal channel is on and the credential is shared, it is updated on the signal with
   precision ``credibility * signal_precision`` (normal-normal updating). The candidate's
@@ -283,6 +287,7 @@ def search_and_apply(
     seen: Seen,
     rng_apply: np.random.Generator,
     rng_source: np.random.Generator,
+    available: np.ndarray | None = None,
 ) -> Candidates:
     """Phase 3, search and applications: who is considered for which vacancy.
 
@@ -292,7 +297,9 @@ def search_and_apply(
     Each open vacancy sources ``Poisson(sourced_per_vacancy)`` learners of its domain with
     probability proportional to ``activity * (1 + search_boost * shared)``. Employers that
     looked at a new share in the feed add the learner to one of their open vacancies
-    (visibility channel only).
+    (visibility channel only). Learners not ``available`` (within
+    ``search_pause_weeks`` of starting a job) are then dropped from every candidacy;
+    recruiters still see their profiles, and the random draws are the same.
     """
     m, vis = scn.market, scn.visibility
     n = len(employed)
@@ -339,6 +346,10 @@ def search_and_apply(
     else:
         feed_vac = feed_learner = np.empty(0, np.int64)
 
+    if available is not None:
+        app_vac, app_learner = _keep(available[app_learner], app_vac, app_learner)
+        src_vac, src_learner = _keep(available[src_learner], src_vac, src_learner)
+        feed_vac, feed_learner = _keep(available[feed_learner], feed_vac, feed_learner)
     return Candidates(
         vacancy=np.concatenate([app_vac, src_vac, feed_vac]),
         learner=np.concatenate([app_learner, src_learner, feed_learner]),
@@ -347,6 +358,10 @@ def search_and_apply(
         n_feed=len(feed_vac),
         sourced_views=sourced_views,
     )
+
+
+def _keep(mask: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    return tuple(a[mask] for a in arrays)
 
 
 # ---- phase 4 ------------------------------------------------------------------------

@@ -89,6 +89,7 @@ class LearnerState:
     job_employer: np.ndarray
     job_in_scope: np.ndarray
     jobs_started: np.ndarray
+    last_hire_week: np.ndarray  # week the current or last job started (NO_WEEK: none yet)
     first_job_week: np.ndarray  # first job counted as new (>= min weeks after grant)
     first_scope_job_week: np.ndarray  # same, in-scope jobs
     seen_job_week: np.ndarray  # first counted job that is reported by collection
@@ -108,6 +109,7 @@ class LearnerState:
             job_employer=np.full(n, -1, np.int32),
             job_in_scope=(pop.past_tech | pop.past_manager) & pop.employed0,
             jobs_started=np.zeros(n, np.int16),
+            last_hire_week=never.copy(),
             first_job_week=never.copy(),
             first_scope_job_week=never.copy(),
             seen_job_week=never.copy(),
@@ -266,12 +268,15 @@ class CredentialMarket(mesa.Model):
                               graph=self.network, rng=self.streams.weekly(w, "visibility"))
 
         # 3. search and applications
+        pause = scn.market.search_pause_weeks
+        available = None if pause == 0 else ~(
+            st.employed & (w - st.last_hire_week.astype(np.int64) < pause))
         cand = dyn.search_and_apply(
             scn, vac=self.vacancies, employed=st.employed, domain=pop.domain,
             shared=st.shared, activity=pop.activity, domain_order=self._domain_order,
             domain_starts=self._domain_starts, n_employers=len(self.employers_traits),
             seen=seen, rng_apply=self.streams.weekly(w, "apply"),
-            rng_source=self.streams.weekly(w, "source"),
+            rng_source=self.streams.weekly(w, "source"), available=available,
         )
         st.views += seen.views + cand.sourced_views
         st.own_views += seen.own_views
@@ -343,6 +348,7 @@ class CredentialMarket(mesa.Model):
         st.job_employer[i] = vac.employer[hires.vacancy]
         st.job_in_scope[i] = in_scope
         st.jobs_started[i] += 1
+        st.last_hire_week[i] = w
         cal, mk = self.params.calendar, self.params.market
         counts = (w - pop.grant_week[i]) >= cal.new_job_min_weeks
         # Reporting uses per-learner draws (common random numbers across twin runs).

@@ -355,6 +355,10 @@ class Market(_Section):
         0.7003, "per week", "Applications sent by an employed learner (on-the-job search).",
         ge=0, le=100,
     )
+    search_pause_weeks: float = _f(
+        0.0, "weeks", "After starting a job a learner neither applies nor takes an approach "
+        "for this long (0: on-the-job search goes on at once).", ge=0, le=520,
+    )
     in_domain_application_share: float = _f(
         0.8, "share", "Share of applications to vacancies in the learner's domain.", ge=0, le=1
     )

@@ -487,3 +487,60 @@ def test_a_stronger_channel_does_not_reduce_sharers_job_finding(key, low, high):
     d = (_has(b["first_job_week"]).astype(float) - _has(a["first_job_week"]))[sharers]
     se = d.std(ddof=1) / np.sqrt(len(d))
     assert d.mean() > -3 * se, (d.mean(), se)
+
+
+# ---- the search pause after a hire -------------------------------------------------------
+
+
+def _candidates(model: CredentialMarket, available: np.ndarray | None, seed: int = 11):
+    """Phase 3 of the model's current week with fixed generators."""
+    from sim import dynamics as dyn
+
+    scn, st, pop, w = model.params, model.state, model.population, model.week
+    seen = dyn.visibility(scn, w, new_sharers=np.flatnonzero(st.shared)[:50],
+                          shared=st.shared, grant_week=pop.grant_week,
+                          activity=pop.activity, graph=model.network,
+                          rng=np.random.default_rng(seed))
+    return dyn.search_and_apply(
+        scn, vac=model.vacancies, employed=st.employed, domain=pop.domain,
+        shared=st.shared, activity=pop.activity, domain_order=model._domain_order,
+        domain_starts=model._domain_starts, n_employers=len(model.employers_traits),
+        seen=seen, rng_apply=np.random.default_rng(seed + 1),
+        rng_source=np.random.default_rng(seed + 2), available=available)
+
+
+def test_unavailable_learners_are_dropped_and_the_draws_stay_the_same():
+    model = CredentialMarket(small_scenario(3_000), rng=SEED, agents=False)
+    for _ in range(20):
+        model.step()
+    base = _candidates(model, None)
+    n = len(model.population)
+    everyone = _candidates(model, np.ones(n, bool))
+    np.testing.assert_array_equal(everyone.learner, base.learner)
+    np.testing.assert_array_equal(everyone.vacancy, base.vacancy)
+    mask = np.random.default_rng(3).random(n) < 0.7
+    some = _candidates(model, mask)
+    keep = mask[base.learner]
+    assert 0 < keep.sum() < len(keep)
+    np.testing.assert_array_equal(some.learner, base.learner[keep])
+    np.testing.assert_array_equal(some.vacancy, base.vacancy[keep])
+    np.testing.assert_array_equal(some.sourced_views, base.sourced_views)  # still seen
+
+
+def test_a_search_pause_stops_repeat_hires_of_the_employed():
+    def repeat_gaps(pause: float) -> tuple[np.ndarray, pd.DataFrame]:
+        model = _run(small_scenario(5_000, {"market.search_pause_weeks": pause}))
+        res = model.result()
+        hires = res.hires[~res.hires["background"]].sort_values(["learner", "week"])
+        last = hires.groupby("learner")["week"].max()
+        lw = res.learners["last_hire_week"].to_numpy()
+        np.testing.assert_array_equal(lw[last.index.to_numpy()], last.to_numpy())
+        assert (lw[res.learners["jobs_started"].to_numpy() == 0] == NO_WEEK).all()
+        return hires.groupby("learner")["week"].diff().dropna().to_numpy(), res.learners
+
+    gaps0, _ = repeat_gaps(0.0)
+    gaps26, _ = repeat_gaps(26.0)
+    short0, short26 = (gaps0 < 26).sum(), (gaps26 < 26).sum()
+    # without a pause most repeat hires come within weeks; with one, only after a
+    # separation (15% a year), so a small fraction of them
+    assert short0 > 100 and short26 < 0.1 * short0, (short0, short26)
