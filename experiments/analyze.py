@@ -15,6 +15,8 @@ experiments are skipped with a message. The experiments:
   swept parameter, overall and by employability tertile (who gains), with 95% intervals;
 - ``everyone_nudged``: what the 50/50 study predicts at scale versus the total effect of
   nudging everyone (from the twins), and the implied crowding out;
+  ``everyone_nudged_pause`` the same in a market where a hired learner stops searching
+  for 26 weeks;
 - ``channels``: the new-job effect with visibility and signal each on or off.
 
 Everything here is importable (notebooks 03 and 04 use it): :func:`load_results` reads a
@@ -55,6 +57,7 @@ from sim.targets import TARGETS
 
 __all__ = [
     "EXPERIMENTS",
+    "VARIANT_OF",
     "Analysis",
     "Surface",
     "SweepResults",
@@ -93,7 +96,9 @@ SMALL_DIR = PROJECT_ROOT / "results" / "notebook_sweeps"
 
 #: The experiments, in the order they are analysed.
 EXPERIMENTS = ("nudge_credibility", "credibility_boost", "signal_precision", "stronger_nudge",
-               "everyone_nudged", "channels")
+               "everyone_nudged", "everyone_nudged_pause", "channels")
+#: Experiments analysed as another one (the same design in a changed market).
+VARIANT_OF = {"everyone_nudged_pause": "everyone_nudged"}
 
 NUDGE = "sharing.nudge_strength"
 CREDIBILITY = "signal.credibility"
@@ -903,7 +908,8 @@ def _short(df: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
 def analyze_experiment(name: str, res: SweepResults,
                        calibrated: Mapping[str, Any] | None = None) -> Analysis:
     """Figures, table and conclusion of experiment ``name`` on ``res``."""
-    if name == "nudge_credibility":
+    kind = VARIANT_OF.get(name, name)
+    if kind == "nudge_credibility":
         cal = calibrated if calibrated is not None else calibrated_point(res)
         grid = nudge_credibility_grid(res)
         surfaces = nudge_credibility_surfaces(grid)
@@ -919,8 +925,8 @@ def analyze_experiment(name: str, res: SweepResults,
                         {"grid": grid, "calibrated": cal, "surfaces": surfaces,
                          "thresholds": thresholds_table(grid),
                          "surface_thresholds": fitted})
-    if name in _CURVES:
-        param, rel, what, fmt, xlabel = _CURVES[name]
+    if kind in _CURVES:
+        param, rel, what, fmt, xlabel = _CURVES[kind]
         t = curve_table(res, param, relative_to_base=rel)
         fig = plots.effect_curves(
             t, "x", xlabel=xlabel,
@@ -930,7 +936,7 @@ def analyze_experiment(name: str, res: SweepResults,
                            "rel", "true_rel"])
         return Analysis(name, {"effects": fig}, table, conclude_curve(t, what, fmt),
                         {"curves": t})
-    if name == "everyone_nudged":
+    if kind == "everyone_nudged":
         co = crowding_out(res)
         bars = crowding_out_table(co)
         fig = plots.crowding_out_bars(
@@ -939,7 +945,7 @@ def analyze_experiment(name: str, res: SweepResults,
         table = pd.DataFrame([{"quantity": k, "value": v} for k, v in co.items()])
         return Analysis(name, {"crowding_out": fig}, table, conclude_everyone_nudged(co),
                         {"crowding_out": co})
-    if name == "channels":
+    if kind == "channels":
         t = channels_table(res)
         fig = plots.channel_effects(
             t[t["group"].isin(["all", "low"])],

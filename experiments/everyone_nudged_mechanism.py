@@ -11,11 +11,13 @@ channel switched off, it prints
 - the distinct learners hired and the hires per hired learner (repeat job moves).
 
     uv run python experiments/everyone_nudged_mechanism.py [--learners N] [--seed S]
+                                   [--set market.search_pause_weeks=26 ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import tomllib
 
 import pandas as pd
 
@@ -45,14 +47,30 @@ def world_row(result, matched_new_job: float, all_new_job: float) -> dict[str, f
     }
 
 
+def _assignment(text: str) -> tuple[str, object]:
+    """argparse type: ``section.key=value`` with a TOML value."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not TOML ({err})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", default="paper", help="scenario name or file")
     parser.add_argument("--learners", type=int, default=None,
                         help="population size (default: the scenario's)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the twin pair")
+    parser.add_argument("--set", type=_assignment, action="append", default=[],
+                        metavar="KEY=VALUE", help="change a scenario parameter, e.g. "
+                        "market.search_pause_weeks=26 (repeatable)")
     args = parser.parse_args(argv)
     base = load_scenario(args.scenario)
+    if args.set:
+        base = base.with_overrides(dict(args.set), source=f"{args.scenario} (--set)")
     over = {"study.treated_share": 1.0}
     if args.learners:
         over["population.n_learners"] = args.learners
@@ -69,9 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: done", flush=True)
     table = pd.DataFrame(rows).set_index(["channels", "nudged"])
     with pd.option_context("display.width", 160, "display.float_format", "{:.3f}".format):
-        print(f"\n{base.population.n_learners if not args.learners else args.learners:,} "
-              f"learners, seed {args.seed}; whole run ({base.calendar.burn_in_weeks} "
-              "burn-in weeks included) for the market totals")
+        changes = "".join(f", {k} = {v}" for k, v in args.set)
+        print(f"\n{args.learners or base.population.n_learners:,} learners, seed "
+              f"{args.seed}{changes}; whole run ({base.calendar.burn_in_weeks} burn-in "
+              "weeks included) for the market totals")
         print(table.to_string())
     return 0
 

@@ -333,9 +333,9 @@ def test_missing_experiments_are_skipped(tmp_path: Path, capsys) -> None:
     assert analyze.main(["--results", str(tmp_path / "sweeps"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     for name in ("credibility_boost", "signal_precision", "stronger_nudge", "everyone_nudged",
-                 "channels"):
+                 "everyone_nudged_pause", "channels"):
         assert f"skip {name}: no results" in printed
-    assert "1 of 6 experiment(s) analysed" in printed
+    assert "1 of 7 experiment(s) analysed" in printed
     assert "paper reports 5.8% and 10.9%" in printed
     assert {p.name for p in out.glob("*.png")} == {
         f"nudge_credibility_{k}.png" for k in ("rel_new_job", "rel_new_job_true",
@@ -413,9 +413,10 @@ def test_everyone_nudged_mechanism_script_prints_both_worlds_per_channel(capsys)
         "everyone_nudged_mechanism", ROOT / "experiments" / "everyone_nudged_mechanism.py")
     mech = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mech)
-    assert mech.main(["--scenario", "small", "--learners", "4000", "--seed", "3"]) == 0
+    assert mech.main(["--scenario", "small", "--learners", "4000", "--seed", "3",
+                      "--set", "market.search_pause_weeks=26"]) == 0
     out = capsys.readouterr().out
-    assert "4,000 learners, seed 3" in out
+    assert "4,000 learners, seed 3, market.search_pause_weeks = 26;" in out
     for label in ("both channels", "visibility only", "signal only"):
         assert out.count(label) >= 2  # its progress line and its two table rows
     assert "hires per hired learner" in out and "everyone" in out and "no one" in out

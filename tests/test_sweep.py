@@ -286,6 +286,7 @@ def test_experiment_sweep_files_are_valid() -> None:
         "stronger_nudge": (5, 4, True), "everyone_nudged": (2, 4, True),
         "channels": (4, 4, True), "small_demo": (9, 2, False),
         "signal_precision": (4, 4, True), "bench_small": (10, 10, False),
+        "everyone_nudged_pause": (2, 4, True),
     }
     files = sorted(SWEEPS.glob("*.toml"))
     assert {p.stem for p in files} == set(expected)
