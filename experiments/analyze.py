@@ -768,19 +768,19 @@ def conclude_everyone_nudged(co: Mapping[str, float]) -> str:
     """One paragraph on :func:`crowding_out`."""
     n = co["n_learners"]
 
-    def jobs(k: str) -> str:
+    def with_ci(k: str, fmt: Callable[[float], str]) -> str:
+        """``co[k]`` and its 95% interval (``k_lo``, ``k_hi``), each written by ``fmt``."""
         if not np.isfinite(co[k]):
             return "n/a"
-        ci = (f" (95% CI {co[k + '_lo']:+,.0f} to {co[k + '_hi']:+,.0f})"
+        ci = (f" (95% CI {fmt(co[k + '_lo'])} to {fmt(co[k + '_hi'])})"
               if np.isfinite(co[k + "_lo"]) else "")
-        return f"{co[k]:+,.0f}{ci}"
+        return f"{fmt(co[k])}{ci}"
+
+    def jobs(k: str) -> str:
+        return with_ci(k, lambda v: f"{v:+,.0f}")
 
     def share(k: str) -> str:
-        if not np.isfinite(co[k]):
-            return "n/a"
-        ci = (f" (95% CI {100 * co[k + '_lo']:.0f}% to {100 * co[k + '_hi']:.0f}%)"
-              if np.isfinite(co[k + "_lo"]) else "")
-        return f"{100 * co[k]:.0f}%{ci}"
+        return with_ci(k, lambda v: f"{100 * v:.0f}%")
 
     text = (
         f"The 50/50 study estimates an ITT of {_pp(co['itt_pp'])} on a new job (true "
