@@ -21,7 +21,7 @@ import tomllib
 
 import pandas as pd
 
-from sim.experiment import run_twins
+from sim.study import run_twins
 from sim.params import load_scenario
 
 CONFIGS = {

@@ -170,12 +170,12 @@ class Employer(mesa.Agent):
     @property
     def domain(self) -> str:
         """Domain the employer hires in."""
-        return DOMAINS[self.model.employers_traits.domain[self.idx]]
+        return DOMAINS[self.model.market.employers.domain[self.idx]]
 
     @property
     def size(self) -> float:
         """Relative size (mean 1): share of vacancies and of recruiter links."""
-        return float(self.model.employers_traits.size[self.idx])
+        return float(self.model.market.employers.size[self.idx])
 
     @property
     def open_vacancies(self) -> int:

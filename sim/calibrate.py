@@ -42,8 +42,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from sim import dynamics as dyn
-from sim.estimate import employability_tertiles
-from sim.experiment import population_dataset, run_twins, study_dataset, true_effects
+from sim.study import run_study
 from sim.model import CredentialMarket
 from sim.params import Scenario, load_scenario
 from sim.store import git_info
@@ -121,28 +120,14 @@ def simulate_moments(scenario: Scenario, seed: int | np.random.SeedSequence
                      ) -> dict[str, float]:
     """Control means and true ITTs (pp) of one pair of twin runs, as the paper defines
     them: matched sample for sharing and jobs, whole population for views, tertiles of
-    cross-fitted predicted employability."""
-    tw = run_twins(scenario, seed)
-    ds = study_dataset(tw.study.learners, scenario)
-    pop = population_dataset(tw.study.learners, scenario)
-    po = tw.potential_outcomes()
-    matched = po["matched"].to_numpy()
-    pm = po[matched].reset_index(drop=True)
-    ctrl = ds["treated"].to_numpy() == 0
+    cross-fitted predicted employability (:func:`sim.study.run_study`, no estimators)."""
+    res = run_study(scenario, seed, twin=True, estimate=False)
     out: dict[str, float] = {}
-    true_m = true_effects(pm)
-    for k in ("shared", "new_job", "new_job_in_scope"):
-        out[f"{k}.control"] = 100 * float(ds.loc[ctrl, k].mean())
-        out[f"{k}.itt"] = true_m[k]
-    out["any_view.control"] = 100 * float(pop.loc[pop["treated"] == 0, "any_view"].mean())
-    out["any_view.itt"] = true_effects(po)["any_view"]
-    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    tert = employability_tertiles(ds, seed=int(ss.generate_state(1)[0] % 100_000)).to_numpy()
-    for g in ("low", "medium", "high"):
-        sel = tert == g
-        out[f"new_job_{g}.control"] = 100 * float(ds.loc[sel & ctrl, "new_job"].mean())
-        out[f"new_job_{g}.itt"] = true_effects(pm, sel)["new_job"]
-        out[f"new_job_{g}.n"] = float(sel.sum())
+    for row in res.truth.itertuples():
+        out[f"{row.id}.control"] = float(row.control_mean)
+        out[f"{row.id}.itt"] = float(row.true_effect)
+        if row.id.startswith("new_job_") and row.id != "new_job_in_scope":
+            out[f"{row.id}.n"] = float(row.n)
     return out
 
 
@@ -151,13 +136,10 @@ def _sharing_rates(model: CredentialMarket, scenario: Scenario) -> tuple[float, 
     pop = model.population
     shared = {}
     for arm, treated in (("a", model.treated), ("b", ~model.treated)):
-        s = np.zeros(len(pop), bool)
+        st = dyn.LearnerState.initial(pop, model.state.app_open_week)
         for w in range(-scenario.calendar.burn_in_weeks, scenario.calendar.n_weeks):
-            s |= dyn.share(scenario, w, shared=s, grant_week=pop.grant_week,
-                           activity=pop.activity, treated=treated,
-                           app_open_week=model.app_open_week,
-                           rng=model.streams.weekly(w, "share"))
-        shared[arm] = s
+            dyn.share(scenario, w, pop, st, treated, model.streams.weekly(w, "share"))
+        shared[arm] = st.shared
     m, t = pop.matched, model.treated
     y1 = np.where(t, shared["a"], shared["b"])[m]
     y0 = np.where(t, shared["b"], shared["a"])[m]
@@ -172,7 +154,7 @@ def fit_sharing(scenario: Scenario, seeds: Sequence[int | np.random.SeedSequence
     Rates are averaged over the calibration seeds. The control rate does not depend on
     the nudge, so the two one-dimensional root problems are solved in turn (Brent).
     """
-    models = [CredentialMarket(scenario, rng=sd, agents=False) for sd in seeds]
+    models = [CredentialMarket(scenario, rng=sd) for sd in seeds]
     t_ctrl, t_itt = TARGETS["shared"].control_mean, TARGETS["shared"].itt_pp
 
     def rates(h: float, k: float) -> tuple[float, float]:

@@ -123,12 +123,6 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace the run folder if it exists")
     p.add_argument(
-        "--no-agents",
-        dest="agents",
-        action="store_false",
-        help="skip the Mesa agent views (faster to build; no number depends on them)",
-    )
-    p.add_argument(
         "--quiet", action="store_true", help="no progress bar or table; one final line only"
     )
     p.set_defaults(handler=_cmd_run)
@@ -154,13 +148,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     show_progress = not args.quiet and err_console.is_terminal
     t0 = time.perf_counter()
     if show_progress:
-        parts = "population, graph" + (", agents" if args.agents else "")
-        with err_console.status(f"building {name}: {parts}"):
-            model = CredentialMarket(scenario, rng=args.seed, agents=args.agents)
+        with err_console.status(f"building {name}: population, graph"):
+            model = CredentialMarket(scenario, rng=args.seed)
     else:
-        model = CredentialMarket(scenario, rng=args.seed, agents=args.agents)
+        model = CredentialMarket(scenario, rng=args.seed)
     t_build = time.perf_counter() - t0
-    total = model.end_week - model.week
+    total = model.weeks_total
 
     t0 = time.perf_counter()
     if show_progress:
@@ -174,7 +167,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.seed,
         extra={
             "scenario_source": str(source),
-            "agents": args.agents,
             "steps": total,
             "timing_s": {"build": round(t_build, 3), "steps": round(t_steps, 3)},
         },

@@ -1,8 +1,13 @@
 """The five phases of one week (MODEL.md, "One week"), vectorized over learners.
 
-Each phase is a function of arrays; its docstring states the per-learner (or
-per-vacancy) rule it applies. The model (:mod:`sim.model`) owns the state and calls the
-phases in order; nothing here keeps state of its own, reads a clock or does I/O.
+Each phase is a function of the week's state (:class:`LearnerState` for learners,
+:class:`Market` for employers and vacancies) that it updates in place; its docstring
+states the per-learner (or per-vacancy) rule it applies. Every behavioural rule lives
+here: when a learner opens the app, who shares, who sees and views a credential, who
+searches and applies, how employers judge and hire, how jobs end, how vacancies are
+seeded, posted and expire, and how new jobs are reported. The model (:mod:`sim.model`)
+calls the phases in order and records what happened; nothing here reads a clock or does
+I/O.
 
 Random numbers: every phase receives its own generator for the week, spawned from the
 run's dynamics stream by (week, phase). Draws that concern every learner are made for
@@ -51,16 +56,28 @@ import numpy as np
 from scipy.special import ndtri
 
 from sim.network import ProfessionalGraph
-from sim.params import Scenario
+from sim.params import DOMAINS, Scenario
+from sim.population import Employers, Learners
 
 __all__ = [
     "NO_WEEK",
+    "Candidates",
+    "Flow",
+    "Hires",
+    "LearnerState",
+    "Market",
+    "Seen",
     "Vacancies",
+    "app_open_weeks",
+    "choose",
     "expand_csr",
     "flows",
     "posterior_mean",
+    "report_new_jobs",
     "screen_and_hire",
     "search_and_apply",
+    "searching",
+    "seed_vacancies",
     "share",
     "unique_first",
     "visibility",
@@ -86,21 +103,36 @@ class Vacancies:
 
     def keep(self, mask: np.ndarray) -> Vacancies:
         """The vacancies where ``mask`` is true."""
-        return Vacancies(self.id[mask], self.employer[mask], self.domain[mask],
-                         self.in_scope[mask], self.posted_week[mask])
+        return Vacancies(
+            self.id[mask],
+            self.employer[mask],
+            self.domain[mask],
+            self.in_scope[mask],
+            self.posted_week[mask],
+        )
 
     def extend(self, other: Vacancies) -> Vacancies:
         """These vacancies followed by ``other``."""
-        return Vacancies(*(np.concatenate([a, b]) for a, b in zip(
-            (self.id, self.employer, self.domain, self.in_scope, self.posted_week),
-            (other.id, other.employer, other.domain, other.in_scope, other.posted_week),
-            strict=True,
-        )))
+        return Vacancies(
+            *(
+                np.concatenate([a, b])
+                for a, b in zip(
+                    (self.id, self.employer, self.domain, self.in_scope, self.posted_week),
+                    (other.id, other.employer, other.domain, other.in_scope, other.posted_week),
+                    strict=True,
+                )
+            )
+        )
 
     @classmethod
     def empty(cls) -> Vacancies:
-        return cls(np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.int8),
-                   np.empty(0, bool), np.empty(0, np.int16))
+        return cls(
+            np.empty(0, np.int64),
+            np.empty(0, np.int32),
+            np.empty(0, np.int8),
+            np.empty(0, bool),
+            np.empty(0, np.int16),
+        )
 
 
 def expand_csr(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray):
@@ -115,43 +147,163 @@ def expand_csr(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray):
     return np.repeat(rows, counts), indices[pos]
 
 
+# ---- the state the phases work on ---------------------------------------------------
+
+
+@dataclass
+class LearnerState:
+    """Dynamic state, one entry per learner (weeks count from ``calendar.start_date``;
+    :data:`NO_WEEK` means "never")."""
+
+    shared: np.ndarray  # bool: the credential is on the profile
+    share_week: np.ndarray  # int16: week of sharing
+    employed: np.ndarray  # bool: holds a job now
+    job_employer: np.ndarray  # int32: employer of the job held (-1: held since before)
+    job_in_scope: np.ndarray  # bool: the job held has a tech or managerial title
+    jobs_started: np.ndarray  # int16: jobs started during the run (burn-in included)
+    last_hire_week: np.ndarray  # int16: week the current or last job started
+    first_job_week: np.ndarray  # int16: first job counted as new (>= min weeks after grant)
+    first_scope_job_week: np.ndarray  # int16: same, in-scope jobs
+    seen_job_week: np.ndarray  # int16: first counted job that is reported by collection
+    seen_scope_job_week: np.ndarray  # int16: same, in-scope jobs
+    views: np.ndarray  # int32: certificate views by others
+    own_views: np.ndarray  # int32: the learner's own views of the certificate
+    app_open_week: np.ndarray  # int16: week the learner opens the app (-1: never)
+
+    @classmethod
+    def initial(cls, pop: Learners, app_open_week: np.ndarray) -> LearnerState:
+        """The state at the start of the burn-in: baseline employment, nothing else."""
+        n = len(pop)
+        never = np.full(n, NO_WEEK, dtype=np.int16)
+        return cls(
+            shared=np.zeros(n, bool),
+            share_week=never.copy(),
+            employed=pop.employed0.copy(),
+            job_employer=np.full(n, -1, np.int32),
+            job_in_scope=(pop.past_tech | pop.past_manager) & pop.employed0,
+            jobs_started=np.zeros(n, np.int16),
+            last_hire_week=never.copy(),
+            first_job_week=never.copy(),
+            first_scope_job_week=never.copy(),
+            seen_job_week=never.copy(),
+            seen_scope_job_week=never.copy(),
+            views=np.zeros(n, np.int32),
+            own_views=np.zeros(n, np.int32),
+            app_open_week=app_open_week,
+        )
+
+
+@dataclass
+class Market:
+    """The employer side: employers, their open vacancies, and an index of learners by
+    domain for recruiter search."""
+
+    employers: Employers
+    vacancies: Vacancies
+    next_vacancy_id: int  # ids are unique over the run
+    employer_cum_size: np.ndarray  # cumulative employer size (vacancy arrival weights)
+    domain_order: np.ndarray  # learners sorted by domain (stable)
+    domain_starts: np.ndarray  # where each domain's block starts in domain_order
+
+    @classmethod
+    def open(
+        cls, scn: Scenario, pop: Learners, employers: Employers, week: int, rng: np.random.Generator
+    ) -> Market:
+        """The market at the start of the burn-in, with its first vacancies seeded."""
+        counts = np.bincount(pop.domain, minlength=len(DOMAINS))
+        market = cls(
+            employers=employers,
+            vacancies=Vacancies.empty(),
+            next_vacancy_id=0,
+            employer_cum_size=np.cumsum(employers.size),
+            domain_order=np.argsort(pop.domain, kind="stable"),
+            domain_starts=np.cumsum(counts) - counts,
+        )
+        market.vacancies = seed_vacancies(scn, market, len(pop), week, rng)
+        market.next_vacancy_id = len(market.vacancies)
+        return market
+
+    def post(self, scn: Scenario, k: int, week: int, rng: np.random.Generator) -> Vacancies:
+        """``k`` new vacancies: each at an employer drawn in proportion to size, in the
+        employer's domain, in scope with probability ``in_scope_share``."""
+        cum = self.employer_cum_size
+        emp = np.searchsorted(cum, rng.random(k) * cum[-1], side="right").astype(np.int32)
+        emp = np.minimum(emp, len(cum) - 1)
+        new = Vacancies(
+            id=np.arange(self.next_vacancy_id, self.next_vacancy_id + k, dtype=np.int64),
+            employer=emp,
+            domain=self.employers.domain[emp].astype(np.int8),
+            in_scope=rng.random(k) < scn.market.in_scope_share,
+            posted_week=np.full(k, week, dtype=np.int16),
+        )
+        self.next_vacancy_id += k
+        return new
+
+
+def seed_vacancies(
+    scn: Scenario, market: Market, n_learners: int, week: int, rng: np.random.Generator
+) -> Vacancies:
+    """The vacancies open when the market starts: arrivals over one mean duration,
+    ``Poisson(vacancies_per_1000 * n / 1000 * vacancy_duration_weeks)``, posted in
+    ``week``."""
+    m = scn.market
+    k = rng.poisson(m.vacancies_per_1000 * n_learners / 1000.0 * m.vacancy_duration_weeks)
+    return market.post(scn, k, week, rng)
+
+
+def app_open_weeks(scn: Scenario, pop: Learners, rng: np.random.Generator) -> np.ndarray:
+    """Week each learner opens the app (-1: never).
+
+    A batch-level share is drawn uniformly in ``sharing.app_open_share``; each learner of
+    the batch opens the app with that probability, 0 to 4 weeks after the grant (within
+    30 days). Only treated learners see notifications there, but the week is drawn for
+    everyone, so the twin worlds share it.
+    """
+    lo, hi = scn.sharing.app_open_share
+    batch_share = lo + (hi - lo) * rng.random(scn.calendar.n_batches)
+    n = len(pop)
+    opens = rng.random(n) < batch_share[pop.batch]
+    delay = rng.integers(0, 5, n)  # weeks 0..4 after the grant, i.e. within 30 days
+    return np.where(opens, pop.grant_week + delay, -1).astype(np.int16)
+
+
 # ---- phase 1 ------------------------------------------------------------------------
 
 
 def share(
     scn: Scenario,
     week: int,
-    *,
-    shared: np.ndarray,
-    grant_week: np.ndarray,
-    activity: np.ndarray,
+    pop: Learners,
+    state: LearnerState,
     treated: np.ndarray,
-    app_open_week: np.ndarray,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Phase 1, sharing: the learners who share this week (boolean mask).
+    """Phase 1, sharing: who shares this week; returns their indices, updates ``state``.
 
     For a learner with a granted, unshared credential, aged ``a`` weeks, activity ``x``:
     ordinary hazard ``h = min(max_hazard, (floor + at_grant * exp(-a / decay)) * x**e)``
     per week, times ``two_click_multiplier`` for treated learners who have opened the app;
-    in a notification week a treated learner also shares with probability
-    ``1 - exp(-nudge_strength * x**e)``. Sharing never un-happens.
+    in a notification week (the week of opening, and ``second_notification_weeks`` later)
+    a treated learner also shares with probability ``1 - exp(-nudge_strength * x**e)``.
+    Sharing never un-happens.
     """
     s = scn.sharing
-    u = rng.random(len(shared))
-    eligible = ~shared & (grant_week <= week)
-    age = (week - grant_week).astype(np.float32)
-    act = activity ** np.float32(s.activity_elasticity)
+    u = rng.random(len(state.shared))  # one draw per learner, used or not (CRN)
+    idx = np.flatnonzero(~state.shared & (pop.grant_week <= week))
+    grant, opens, tr = pop.grant_week[idx], state.app_open_week[idx], treated[idx]
+    age = (week - grant).astype(np.float32)
+    act = pop.activity[idx] ** np.float32(s.activity_elasticity)
     h = (s.hazard_floor + s.hazard_at_grant * np.exp(-age / s.hazard_decay_weeks)) * act
-    opened = treated & (app_open_week >= 0) & (app_open_week <= week)
+    opened = tr & (opens >= 0) & (opens <= week)
     h = np.where(opened, h * s.two_click_multiplier, h)
     h = np.minimum(h, s.max_hazard)
-    notified = treated & (app_open_week >= 0) & (
-        (week == app_open_week) | (week == app_open_week + s.second_notification_weeks)
-    )
+    notified = tr & (opens >= 0) & ((week == opens) | (week == opens + s.second_notification_weeks))
     p_nudge = np.where(notified, -np.expm1(-s.nudge_strength * act), 0.0)
     p = 1.0 - (1.0 - h) * (1.0 - p_nudge)
-    return eligible & (u < p)
+    new = idx[u[idx] < p]
+    state.shared[new] = True
+    state.share_week[new] = week
+    return new
 
 
 # ---- phase 2 ------------------------------------------------------------------------
@@ -170,12 +322,10 @@ class Seen:
 def visibility(
     scn: Scenario,
     week: int,
-    *,
-    new_sharers: np.ndarray,
-    shared: np.ndarray,
-    grant_week: np.ndarray,
-    activity: np.ndarray,
+    pop: Learners,
+    state: LearnerState,
     graph: ProfessionalGraph,
+    new_sharers: np.ndarray,
     rng: np.random.Generator,
 ) -> Seen:
     """Phase 2, visibility: certificate views and employers' looks at new shares.
@@ -186,9 +336,10 @@ def visibility(
     sees it looks with ``employer_look_prob`` (a view). Ongoing views per week: a shared
     credential gets one with probability ``shared_view_rate * activity``, a granted
     unshared one with ``unshared_view_rate * activity``; a learner views their own with
-    ``own_view_rate`` (capped at 1).
+    ``own_view_rate`` (capped at 1). Views are added to ``state``.
     """
     v = scn.visibility
+    shared, grant_week, activity = state.shared, pop.grant_week, pop.activity
     n = len(shared)
     p_see = v.feed_see_prob
     # fixed-size draws first (common random numbers across twin runs)
@@ -206,7 +357,7 @@ def visibility(
     reshare = rng.random(len(nb)) < v.reshare_prob
     # second hop: neighbours of resharers see the original sharer's post
     rs_origin = src[reshare]
-    hop_rows, hop_nb = expand_csr(graph.ll_indptr, graph.ll_indices, nb[reshare])
+    _, hop_nb = expand_csr(graph.ll_indptr, graph.ll_indices, nb[reshare])
     origin2 = np.repeat(rs_origin, np.diff(graph.ll_indptr)[nb[reshare]])
     keep = (hop_nb != origin2) & (rng.random(len(hop_nb)) < p_see)
     origin2 = origin2[keep]
@@ -217,12 +368,13 @@ def visibility(
     # employers among first- and second-degree contacts (via resharers)
     seeds = np.concatenate([new_sharers, nb[reshare]])
     origin = np.concatenate([new_sharers, rs_origin])
-    e_src, emp = expand_csr(graph.le_indptr, graph.le_indices, seeds)
+    _, emp = expand_csr(graph.le_indptr, graph.le_indices, seeds)
     e_origin = np.repeat(origin, np.diff(graph.le_indptr)[seeds])
     looks = rng.random(len(emp)) < p_see * v.employer_look_prob
     look_employer, look_learner = emp[looks], e_origin[looks]
     views += np.bincount(look_learner, minlength=n).astype(np.int32)
-    del e_src, hop_rows
+    state.views += views
+    state.own_views += own_views
     return Seen(views, own_views, look_employer.astype(np.int64), look_learner)
 
 
@@ -273,21 +425,24 @@ def _pick_in_group(order, starts, counts, groups, u):
     return out
 
 
+def searching(scn: Scenario, week: int, state: LearnerState) -> np.ndarray | None:
+    """Who searches this week: everyone, except (with ``search_pause_weeks`` > 0) the
+    employed within that many weeks of starting their job. ``None`` means everyone."""
+    pause = scn.market.search_pause_weeks
+    if pause == 0:
+        return None
+    return ~(state.employed & (week - state.last_hire_week.astype(np.int64) < pause))
+
+
 def search_and_apply(
     scn: Scenario,
-    *,
-    vac: Vacancies,
-    employed: np.ndarray,
-    domain: np.ndarray,
-    shared: np.ndarray,
-    activity: np.ndarray,
-    domain_order: np.ndarray,
-    domain_starts: np.ndarray,
-    n_employers: int,
+    week: int,
+    pop: Learners,
+    state: LearnerState,
+    market: Market,
     seen: Seen,
     rng_apply: np.random.Generator,
     rng_source: np.random.Generator,
-    available: np.ndarray | None = None,
 ) -> Candidates:
     """Phase 3, search and applications: who is considered for which vacancy.
 
@@ -297,17 +452,19 @@ def search_and_apply(
     Each open vacancy sources ``Poisson(sourced_per_vacancy)`` learners of its domain with
     probability proportional to ``activity * (1 + search_boost * shared)``. Employers that
     looked at a new share in the feed add the learner to one of their open vacancies
-    (visibility channel only). Learners not ``available`` (within
-    ``search_pause_weeks`` of starting a job) are then dropped from every candidacy;
-    recruiters still see their profiles, and the random draws are the same.
+    (visibility channel only). Learners not searching (:func:`searching`) are then dropped
+    from every candidacy; recruiters still see their profiles, and the random draws are
+    the same. Recruiters' views of shared credentials are added to ``state``.
     """
     m, vis = scn.market, scn.visibility
-    n = len(employed)
+    vac, domain, shared, activity = market.vacancies, pop.domain, state.shared, pop.activity
+    domain_order, domain_starts = market.domain_order, market.domain_starts
+    n = len(shared)
     nd = int(domain.max(initial=0)) + 1 if n else 1
     nd = max(nd, int(vac.domain.max(initial=0)) + 1, 4)
     n_vac = len(vac)
     # applications: per-learner counts from a fixed-size draw
-    lam = np.where(employed, m.applications_employed, m.applications_unemployed)
+    lam = np.where(state.employed, m.applications_employed, m.applications_unemployed)
     n_app = rng_apply.poisson(lam)
     app_learner = np.repeat(np.arange(n, dtype=np.int64), n_app)
     k = len(app_learner)
@@ -335,17 +492,26 @@ def search_and_apply(
     src_vac, src_learner = src_vac[has_dom], src_learner[has_dom]
     looked = shared[src_learner] & (rng_source.random(len(src_learner)) < vis.recruiter_view_prob)
     sourced_views = np.bincount(src_learner[looked], minlength=n).astype(np.int32)
+    state.views += sourced_views
 
     # employers who looked at a new share consider the learner for one open vacancy
     if vis.enabled and len(seen.look_employer) and n_vac:
-        e_order, e_starts, e_counts = _group_index(vac.employer.astype(np.int64), n_employers)
-        feed_vac = _pick_in_group(e_order, e_starts, e_counts, seen.look_employer,
-                                  rng_source.random(len(seen.look_employer)))
+        e_order, e_starts, e_counts = _group_index(
+            vac.employer.astype(np.int64), len(market.employers)
+        )
+        feed_vac = _pick_in_group(
+            e_order,
+            e_starts,
+            e_counts,
+            seen.look_employer,
+            rng_source.random(len(seen.look_employer)),
+        )
         ok = feed_vac >= 0
         feed_vac, feed_learner = feed_vac[ok], seen.look_learner[ok].astype(np.int64)
     else:
         feed_vac = feed_learner = np.empty(0, np.int64)
 
+    available = searching(scn, week, state)
     if available is not None:
         app_vac, app_learner = _keep(available[app_learner], app_vac, app_learner)
         src_vac, src_learner = _keep(available[src_learner], src_vac, src_learner)
@@ -367,16 +533,7 @@ def _keep(mask: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 # ---- phase 4 ------------------------------------------------------------------------
 
 
-def posterior_mean(
-    scn: Scenario,
-    idx: np.ndarray,
-    *,
-    shared: np.ndarray,
-    prior_mean: np.ndarray,
-    prior_precision: np.ndarray,
-    signal: np.ndarray,
-    signal_precision: np.ndarray,
-) -> np.ndarray:
+def posterior_mean(scn: Scenario, idx: np.ndarray, pop: Learners, shared: np.ndarray) -> np.ndarray:
     """An employer's posterior mean of skill for learners ``idx`` (normal-normal).
 
     ``(tau_p * mu + tau_c * s) / (tau_p + tau_c)`` with ``tau_c = credibility *
@@ -384,12 +541,12 @@ def posterior_mean(
     the prior mean ``mu``.
     """
     sg = scn.signal
-    mu = prior_mean[idx].astype(np.float64)
+    mu = pop.prior_mean[idx].astype(np.float64)
     if not sg.enabled or sg.credibility == 0:
         return mu
-    tp = prior_precision[idx]
-    tc = np.where(shared[idx], sg.credibility * signal_precision[idx], 0.0)
-    return (tp * mu + tc * signal[idx]) / (tp + tc)
+    tp = pop.prior_precision[idx]
+    tc = np.where(shared[idx], sg.credibility * pop.signal_precision[idx], 0.0)
+    return (tp * mu + tc * pop.signal[idx]) / (tp + tc)
 
 
 @dataclass
@@ -401,15 +558,22 @@ class Hires:
     background: np.ndarray  # positions of vacancies filled from the background pool
     n_candidates: int
 
+    def filled(self, n_vacancies: int) -> np.ndarray:
+        """Boolean mask of the vacancies filled this week (by anyone)."""
+        out = np.zeros(n_vacancies, bool)
+        out[self.vacancy] = True
+        out[self.background] = True
+        return out
 
-def screen_and_hire(
+
+def choose(
     scn: Scenario,
     cand: Candidates,
     n_vacancies: int,
     score_of: np.ndarray,
     rng: np.random.Generator,
 ) -> Hires:
-    """Phase 4, screening and hiring: fill each vacancy with its best candidate, if any.
+    """The hiring rule: fill each vacancy with its best candidate above the bar, if any.
 
     ``score_of`` is the posterior mean of each candidate pair's learner. Per vacancy: the
     best learner candidate (score + fit noise), the best background applicant, and the bar;
@@ -460,6 +624,43 @@ def screen_and_hire(
     )
 
 
+def screen_and_hire(
+    scn: Scenario,
+    week: int,
+    pop: Learners,
+    state: LearnerState,
+    market: Market,
+    cand: Candidates,
+    rng: np.random.Generator,
+) -> Hires:
+    """Phase 4, screening and hiring: employers' beliefs (:func:`posterior_mean`), the
+    hiring rule (:func:`choose`), and the hired learners' new jobs.
+
+    A hired learner is employed from this week at the vacancy's employer; the job is a
+    *new job* for the study if it starts at least ``calendar.new_job_min_weeks`` after the
+    learner's credential was granted (``first_job_week``, and ``first_scope_job_week``
+    for a vacancy in scope).
+    """
+    score = posterior_mean(scn, cand.learner, pop, state.shared)
+    hires = choose(scn, cand, len(market.vacancies), score, rng)
+    i, vac = hires.learner, market.vacancies
+    in_scope = vac.in_scope[hires.vacancy]
+    state.employed[i] = True
+    state.job_employer[i] = vac.employer[hires.vacancy]
+    state.job_in_scope[i] = in_scope
+    state.jobs_started[i] += 1
+    state.last_hire_week[i] = week
+    counts = (week - pop.grant_week[i]) >= scn.calendar.new_job_min_weeks
+    _first(state.first_job_week, i[counts], week)
+    _first(state.first_scope_job_week, i[counts & in_scope], week)
+    return hires
+
+
+def _first(weeks: np.ndarray, idx: np.ndarray, week: int) -> None:
+    """Set ``weeks[idx] = week`` where no week is set yet."""
+    weeks[idx[weeks[idx] == NO_WEEK]] = week
+
+
 # ---- phase 5 ------------------------------------------------------------------------
 
 
@@ -468,48 +669,63 @@ class Flow:
     """Phase 5's outcome for the week."""
 
     separated: np.ndarray  # bool per learner: job ended
-    keep_vacancy: np.ndarray  # bool per current vacancy: still open next week
-    new_vacancies: Vacancies
+    n_posted: int
     n_expired: int
+
+
+def report_new_jobs(
+    scn: Scenario,
+    week: int,
+    pop: Learners,
+    state: LearnerState,
+    market: Market,
+    hires: Hires,
+    rng: np.random.Generator,
+) -> None:
+    """Phase 5, reporting: a new job that counts is put on the profile with probability
+    ``report_prob`` after an exponential lag of mean ``report_lag_weeks``; the study sees
+    it if the report comes by the collection date (``seen_job_week``,
+    ``seen_scope_job_week``). The draws are made per learner (common random numbers)."""
+    mk, cal = scn.market, scn.calendar
+    i = hires.learner
+    in_scope = market.vacancies.in_scope[hires.vacancy]
+    counts = (week - pop.grant_week[i]) >= cal.new_job_min_weeks
+    n = len(pop)
+    reported_u, lag_u = rng.random(n)[i], rng.random(n)[i]
+    lag = -mk.report_lag_weeks * np.log1p(-lag_u)
+    seen = counts & (reported_u < mk.report_prob) & (week + lag <= cal.n_weeks)
+    _first(state.seen_job_week, i[seen], week)
+    _first(state.seen_scope_job_week, i[seen & in_scope], week)
 
 
 def flows(
     scn: Scenario,
     week: int,
-    *,
-    employed: np.ndarray,
-    hired: np.ndarray,
-    vac: Vacancies,
-    filled: np.ndarray,
-    employer_domain: np.ndarray,
-    employer_cum_size: np.ndarray,
-    next_id: int,
-    n_learners: int,
+    state: LearnerState,
+    market: Market,
+    hires: Hires,
     rng_sep: np.random.Generator,
     rng_vac: np.random.Generator,
 ) -> Flow:
-    """Phase 5, flows: separations, vacancy expiry and arrival.
+    """Phase 5, flows: separations, vacancy expiry and arrival; updates ``state`` and
+    ``market``.
 
     A job held at the start of the week (not one started this week) ends with probability
     ``1 - exp(-separation_rate_per_year / 52)``. An unfilled vacancy expires with
     probability ``1 / vacancy_duration_weeks``. ``Poisson(vacancies_per_1000 * n / 1000)``
-    vacancies arrive, each at an employer drawn in proportion to size, in the employer's
-    domain, in scope with probability ``in_scope_share``.
+    vacancies arrive (:meth:`Market.post`).
     """
     m = scn.market
+    n = len(state.employed)
+    hired = np.zeros(n, bool)
+    hired[hires.learner] = True
     p_sep = -np.expm1(-m.separation_rate_per_year / 52.0)
-    separated = employed & ~hired & (rng_sep.random(len(employed)) < p_sep)
+    separated = state.employed & ~hired & (rng_sep.random(n) < p_sep)
+    state.employed &= ~separated
+    vac = market.vacancies
+    filled = hires.filled(len(vac))
     expire = rng_vac.random(len(vac)) < 1.0 / m.vacancy_duration_weeks
-    keep = ~filled & ~expire
-    k = rng_vac.poisson(m.vacancies_per_1000 * n_learners / 1000.0)
-    u = rng_vac.random(k) * employer_cum_size[-1]
-    emp = np.searchsorted(employer_cum_size, u, side="right").astype(np.int32)
-    emp = np.minimum(emp, len(employer_cum_size) - 1)
-    new = Vacancies(
-        id=np.arange(next_id, next_id + k, dtype=np.int64),
-        employer=emp,
-        domain=employer_domain[emp].astype(np.int8),
-        in_scope=rng_vac.random(k) < m.in_scope_share,
-        posted_week=np.full(k, week, dtype=np.int16),
-    )
-    return Flow(separated, keep, new, int((~filled & expire).sum()))
+    k = rng_vac.poisson(m.vacancies_per_1000 * n / 1000.0)
+    new = market.post(scn, k, week, rng_vac)
+    market.vacancies = vac.keep(~filled & ~expire).extend(new)
+    return Flow(separated, k, int((~filled & expire).sum()))

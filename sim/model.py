@@ -19,8 +19,11 @@ and ends at the data-collection date. The model does no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 import mesa
 import networkx as nx
@@ -31,19 +34,12 @@ from sim import dynamics as dyn
 from sim.agents import Employer, Learner
 from sim.network import ProfessionalGraph, build_graph
 from sim.params import CREDENTIAL_TYPES, DOMAINS, EDUCATION_LEVELS, Scenario
-from sim.population import (
-    Employers,
-    Learners,
-    draw_employers,
-    draw_learners,
-    stratified_assignment,
-)
+from sim.population import Employers, Learners, draw_employers, draw_learners
 
-__all__ = ["NO_WEEK", "CredentialMarket", "LearnerState", "RunResult", "Streams"]
+__all__ = ["NO_WEEK", "SERIES_COLUMNS", "CredentialMarket", "RunResult", "Streams"]
 
 NO_WEEK = dyn.NO_WEEK
-_PHASES = ("share", "visibility", "apply", "source", "screen", "separate", "vacancies",
-           "report")
+_PHASES = ("share", "visibility", "apply", "source", "screen", "separate", "vacancies", "report")
 
 
 class Streams:
@@ -52,8 +48,7 @@ class Streams:
     NAMES = ("population", "graph", "assignment", "dynamics", "behaviour", "employers")
 
     def __init__(self, seed: int | np.random.SeedSequence | None):
-        root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(
-            seed)
+        root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         self.root = root
         self.seed = root.entropy
         #: With ``seed``, what reproduces a spawned stream: ``SeedSequence(seed, spawn_key=...)``
@@ -62,8 +57,9 @@ class Streams:
         # advances the caller's SeedSequence, so a second model given the same object
         # (a twin) would silently get other streams.
         self._children = {
-            name: np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, i),
-                                         pool_size=root.pool_size)
+            name: np.random.SeedSequence(
+                root.entropy, spawn_key=(*root.spawn_key, i), pool_size=root.pool_size
+            )
             for i, name in enumerate(self.NAMES)
         }
 
@@ -77,47 +73,6 @@ class Streams:
         ss = self._children["dynamics"]
         key = (*ss.spawn_key, week + 10_000, _PHASES.index(phase))
         return np.random.default_rng(np.random.SeedSequence(ss.entropy, spawn_key=key))
-
-
-@dataclass
-class LearnerState:
-    """Dynamic state, one entry per learner."""
-
-    shared: np.ndarray
-    share_week: np.ndarray
-    employed: np.ndarray
-    job_employer: np.ndarray
-    job_in_scope: np.ndarray
-    jobs_started: np.ndarray
-    last_hire_week: np.ndarray  # week the current or last job started (NO_WEEK: none yet)
-    first_job_week: np.ndarray  # first job counted as new (>= min weeks after grant)
-    first_scope_job_week: np.ndarray  # same, in-scope jobs
-    seen_job_week: np.ndarray  # first counted job that is reported by collection
-    seen_scope_job_week: np.ndarray
-    views: np.ndarray
-    own_views: np.ndarray
-    app_open_week: np.ndarray  # week the learner would open the app (-1 never)
-
-    @classmethod
-    def initial(cls, pop: Learners, app_open_week: np.ndarray) -> LearnerState:
-        n = len(pop)
-        never = np.full(n, NO_WEEK, dtype=np.int16)
-        return cls(
-            shared=np.zeros(n, bool),
-            share_week=never.copy(),
-            employed=pop.employed0.copy(),
-            job_employer=np.full(n, -1, np.int32),
-            job_in_scope=(pop.past_tech | pop.past_manager) & pop.employed0,
-            jobs_started=np.zeros(n, np.int16),
-            last_hire_week=never.copy(),
-            first_job_week=never.copy(),
-            first_scope_job_week=never.copy(),
-            seen_job_week=never.copy(),
-            seen_scope_job_week=never.copy(),
-            views=np.zeros(n, np.int32),
-            own_views=np.zeros(n, np.int32),
-            app_open_week=app_open_week,
-        )
 
 
 @dataclass
@@ -140,7 +95,8 @@ class CredentialMarket(mesa.Model):
     Parameters
     ----------
     scenario:
-        A validated :class:`~sim.params.Scenario` (default: all defaults).
+        A validated :class:`~sim.params.Scenario`, or the name or path of a scenario file
+        (default: the schema's defaults).
     rng:
         Seed (int or ``SeedSequence``) of the run's root stream. Recorded as ``seed``.
     graph:
@@ -148,48 +104,57 @@ class CredentialMarket(mesa.Model):
         :class:`~sim.network.ProfessionalGraph`; its learner count must equal
         ``population.n_learners``. Default: the generator of :mod:`sim.network`.
     treated:
-        Optional boolean assignment vector. Default: the study's design, ``treated_share``
-        of every batch x stratum cell, drawn from the ``assignment`` stream.
-    population:
-        Optional pre-drawn :class:`~sim.population.Learners` (twin runs share one).
+        Optional boolean assignment vector. Default: the study's design
+        (:func:`sim.study.assign`), drawn from the ``assignment`` stream.
+    population, employers:
+        Optional pre-drawn traits (twin runs share them).
     agents:
-        Create the ``Learner``/``Employer`` agent views (default). Headless study runs
-        skip them; no number depends on it.
+        Build the ``Learner``/``Employer`` agent views now rather than on first access
+        of :attr:`learners` / :attr:`employers` (no number depends on it).
+    **overrides:
+        Scenario values by dotted key, e.g. ``**{"signal.credibility": 0.5}``; this is how
+        ``mesa.batch_run`` passes its parameters.
     """
 
     def __init__(
         self,
-        scenario: Scenario | None = None,
+        scenario: Scenario | str | None = None,
         *,
         rng: int | np.random.SeedSequence | None = None,
         graph: nx.Graph | ProfessionalGraph | None = None,
         treated: np.ndarray | None = None,
         population: Learners | None = None,
         employers: Employers | None = None,
-        agents: bool = True,
+        agents: bool = False,
+        **overrides: Any,
     ) -> None:
         self.streams = Streams(rng)
         super().__init__(rng=int(self.streams.root.generate_state(1)[0]))
-        self.params = scn = scenario or Scenario()
+        scn = _scenario(scenario, overrides)
+        self.params = scn
         self.seed = self.streams.seed
         self.spawn_key = self.streams.spawn_key
-        cal = scn.calendar
 
-        pop_rng = self.streams.rng("population")
-        self.population = population if population is not None else draw_learners(
-            scn, pop_rng)
+        self.population = (
+            population
+            if population is not None
+            else draw_learners(scn, self.streams.rng("population"))
+        )
         n = len(self.population)
         if isinstance(graph, nx.Graph):
             graph = ProfessionalGraph.from_networkx(graph)
         if graph is not None and graph.n_employers == 0:
-            raise ValueError("graph has no employer nodes (kind='employer'); vacancies need "
-                             "at least one employer")
+            raise ValueError(
+                "graph has no employer nodes (kind='employer'); vacancies need "
+                "at least one employer"
+            )
         if employers is None:
-            if graph is not None:
-                employers = _employers_for_graph(scn, graph, self.streams.rng("employers"))
-            else:
-                employers = draw_employers(scn, self.streams.rng("employers"))
-        self.employers_traits = employers
+            rng_emp = self.streams.rng("employers")
+            employers = (
+                draw_employers(scn, rng_emp)
+                if graph is None
+                else _employers_for_graph(scn, graph, rng_emp)
+            )
         if graph is None:
             graph = build_graph(scn, self.population, employers, self.streams.rng("graph"))
         if graph.n_learners != n or graph.n_employers != len(employers):
@@ -200,241 +165,269 @@ class CredentialMarket(mesa.Model):
         self.network = graph
 
         if treated is None:
-            cells = self.population.stratum.astype(np.int64) * 64 + self.population.batch
-            treated = stratified_assignment(cells, scn.study.treated_share,
-                                            self.streams.rng("assignment"))
+            from sim.study import assign
+
+            treated = assign(scn, self.population, self.streams.rng("assignment"))
         self.treated = np.asarray(treated, dtype=bool)
         if self.treated.shape != (n,):
             raise ValueError(f"treated must have one entry per learner ({n})")
-        self.app_open_week = _app_open_weeks(scn, self.population,
-                                             self.streams.rng("behaviour"))
 
-        self.state = LearnerState.initial(self.population, self.app_open_week)
-        self.vacancies = dyn.Vacancies.empty()
-        self._next_vacancy_id = 0
-        self._domain_order = np.argsort(self.population.domain, kind="stable")
-        counts = np.bincount(self.population.domain, minlength=len(DOMAINS))
-        self._domain_starts = np.cumsum(counts) - counts
-        self._employer_cum_size = np.cumsum(employers.size)
-        self._seed_vacancies()
-
-        self.week = -cal.burn_in_weeks
-        self.end_week = cal.n_weeks
-        self._series: list[dict] = []
+        self.week = -scn.calendar.burn_in_weeks
+        self.end_week = scn.calendar.n_weeks
+        self.state = dyn.LearnerState.initial(
+            self.population, dyn.app_open_weeks(scn, self.population, self.streams.rng("behaviour"))
+        )
+        self.market = dyn.Market.open(
+            scn,
+            self.population,
+            employers,
+            self.week,
+            self.streams.weekly(self.week - 1, "vacancies"),
+        )
+        self._series: list[dict[str, Any]] = []
         self._hires: list[tuple[np.ndarray, ...]] = []
         self._learner_agents: list[Learner] | None = None
         self._employer_agents: list[Employer] | None = None
+        self.datacollector = mesa.DataCollector(
+            model_reporters={col: partial(_series_value, col) for col in SERIES_COLUMNS}
+        )
         if agents:
-            self._learner_agents = [Learner(self, i) for i in range(n)]
-            self._employer_agents = [Employer(self, e) for e in range(len(employers))]
+            self._build_agents()
         self.running = True
-
-    # ---- agent views and the graph ----------------------------------------------------
-    def learner(self, i: int) -> Learner:
-        """The agent view of learner ``i``."""
-        if self._learner_agents is None:
-            raise RuntimeError("this model was built with agents=False")
-        return self._learner_agents[i]
-
-    def employer(self, e: int) -> Employer:
-        """The agent view of employer ``e``."""
-        if self._employer_agents is None:
-            raise RuntimeError("this model was built with agents=False")
-        return self._employer_agents[e]
-
-    @property
-    def graph(self) -> nx.Graph:
-        """The professional graph as networkx (built on demand; slow for 100k+ nodes)."""
-        return self.network.to_networkx()
 
     # ---- the week ------------------------------------------------------------------
     def step(self) -> None:
-        """One week: sharing, visibility, search, screening and hiring, flows."""
-        scn, pop, st, w = self.params, self.population, self.state, self.week
-        n = len(pop)
-        vac_open = len(self.vacancies)
+        """One week: MODEL.md's five phases in order, then the week's record.
 
-        # 1. sharing
-        new = dyn.share(scn, w, shared=st.shared, grant_week=pop.grant_week,
-                        activity=pop.activity, treated=self.treated,
-                        app_open_week=st.app_open_week, rng=self.streams.weekly(w, "share"))
-        st.shared |= new
-        st.share_week[new] = w
-        new_sharers = np.flatnonzero(new)
-
-        # 2. visibility
-        seen = dyn.visibility(scn, w, new_sharers=new_sharers, shared=st.shared,
-                              grant_week=pop.grant_week, activity=pop.activity,
-                              graph=self.network, rng=self.streams.weekly(w, "visibility"))
-
-        # 3. search and applications
-        pause = scn.market.search_pause_weeks
-        available = None if pause == 0 else ~(
-            st.employed & (w - st.last_hire_week.astype(np.int64) < pause))
-        cand = dyn.search_and_apply(
-            scn, vac=self.vacancies, employed=st.employed, domain=pop.domain,
-            shared=st.shared, activity=pop.activity, domain_order=self._domain_order,
-            domain_starts=self._domain_starts, n_employers=len(self.employers_traits),
-            seen=seen, rng_apply=self.streams.weekly(w, "apply"),
-            rng_source=self.streams.weekly(w, "source"), available=available,
-        )
-        st.views += seen.views + cand.sourced_views
-        st.own_views += seen.own_views
-
-        # 4. screening and hiring
-        score = dyn.posterior_mean(scn, cand.learner, shared=st.shared,
-                                   prior_mean=pop.prior_mean,
-                                   prior_precision=pop.prior_precision, signal=pop.signal,
-                                   signal_precision=pop.signal_precision)
-        hires = dyn.screen_and_hire(scn, cand, vac_open, score, self.streams.weekly(w, "screen"))
-        hired = np.zeros(n, bool)
-        hired[hires.learner] = True
-        self._record_hires(hires)
-
-        # 5. flows
-        filled = np.zeros(vac_open, bool)
-        filled[hires.vacancy] = True
-        filled[hires.background] = True
-        flow = dyn.flows(scn, w, employed=st.employed, hired=hired, vac=self.vacancies,
-                         filled=filled, employer_domain=self.employers_traits.domain,
-                         employer_cum_size=self._employer_cum_size,
-                         next_id=self._next_vacancy_id, n_learners=n,
-                         rng_sep=self.streams.weekly(w, "separate"),
-                         rng_vac=self.streams.weekly(w, "vacancies"))
-        st.employed &= ~flow.separated
-        self.vacancies = self.vacancies.keep(flow.keep_vacancy).extend(flow.new_vacancies)
-        self._next_vacancy_id += len(flow.new_vacancies)
-
-        granted = pop.grant_week <= w
-        self._series.append({
-            "week": w,
-            "date": scn.calendar.start_date + timedelta(weeks=w),
-            "granted": int(granted.sum()),
-            "shared_treated": _share(st.shared, granted & self.treated),
-            "shared_control": _share(st.shared, granted & ~self.treated),
-            "employed": float(st.employed.mean()) if n else 0.0,
-            "hires_learners": len(hires.learner),
-            "hires_background": len(hires.background),
-            "vacancies_open": vac_open,
-            "vacancies_posted": len(flow.new_vacancies),
-            "vacancies_filled": int(filled.sum()),
-            "vacancies_expired": flow.n_expired,
-            "applications": cand.n_applications,
-            "sourced": cand.n_sourced,
-            "feed_candidates": cand.n_feed,
-            "views": int(seen.views.sum() + cand.sourced_views.sum()),
-            "own_views": int(seen.own_views.sum()),
-            "separations": int(flow.separated.sum()),
-        })
+        After the week before the collection date ``running`` turns false and further
+        calls do nothing.
+        """
+        if not self.running:
+            return
+        scn, pop, st, mk, w = self.params, self.population, self.state, self.market, self.week
+        rng = self.streams.weekly
+        n_open = len(mk.vacancies)
+        new = dyn.share(scn, w, pop, st, self.treated, rng(w, "share"))
+        seen = dyn.visibility(scn, w, pop, st, self.network, new, rng(w, "visibility"))
+        cand = dyn.search_and_apply(scn, w, pop, st, mk, seen, rng(w, "apply"), rng(w, "source"))
+        hires = dyn.screen_and_hire(scn, w, pop, st, mk, cand, rng(w, "screen"))
+        dyn.report_new_jobs(scn, w, pop, st, mk, hires, rng(w, "report"))
+        self._log_hires(hires)
+        flow = dyn.flows(scn, w, st, mk, hires, rng(w, "separate"), rng(w, "vacancies"))
+        self._record_week(n_open, seen, cand, hires, flow)
         self.week += 1
-        if self.week >= self.end_week:
-            self.running = False
+        self.running = self.week < self.end_week
 
-    def run(self, progress=None) -> RunResult:
+    def run(self, progress: Callable[[int, int], None] | None = None) -> RunResult:
         """Step to the data-collection date; ``progress(done, total)`` is called weekly."""
-        total = self.end_week + self.params.calendar.burn_in_weeks
+        total = self.weeks_total
         while self.running:
             self.step()
             if progress is not None:
                 progress(total - (self.end_week - self.week), total)
         return self.result()
 
-    # ---- bookkeeping ----------------------------------------------------------------
-    def _record_hires(self, hires: dyn.Hires) -> None:
-        st, pop, w, vac = self.state, self.population, self.week, self.vacancies
-        i = hires.learner
-        in_scope = vac.in_scope[hires.vacancy]
-        st.employed[i] = True
-        st.job_employer[i] = vac.employer[hires.vacancy]
-        st.job_in_scope[i] = in_scope
-        st.jobs_started[i] += 1
-        st.last_hire_week[i] = w
-        cal, mk = self.params.calendar, self.params.market
-        counts = (w - pop.grant_week[i]) >= cal.new_job_min_weeks
-        # Reporting uses per-learner draws (common random numbers across twin runs).
-        rrng = self.streams.weekly(w, "report")
-        n = len(pop)
-        reported_u, lag_u = rrng.random(n)[i], rrng.random(n)[i]
-        lag = -mk.report_lag_weeks * np.log1p(-lag_u)
-        seen = counts & (reported_u < mk.report_prob) & (w + lag <= self.end_week)
-        for arr, mask in (
-            (st.first_job_week, counts),
-            (st.first_scope_job_week, counts & in_scope),
-            (st.seen_job_week, seen),
-            (st.seen_scope_job_week, seen & in_scope),
-        ):
-            idx = i[mask & (arr[i] == NO_WEEK)]
-            arr[idx] = w
-        self._hires.append((np.full(len(i), w, np.int16), vac.id[hires.vacancy], i,
-                            in_scope, np.full(len(i), False)))
-        bg = hires.background
-        self._hires.append((np.full(len(bg), w, np.int16), vac.id[bg],
-                            np.full(len(bg), -1, np.int64), vac.in_scope[bg],
-                            np.full(len(bg), True)))
+    @property
+    def weeks_total(self) -> int:
+        """Weeks from the start of the burn-in to the collection date."""
+        return self.end_week + self.params.calendar.burn_in_weeks
 
-    def _seed_vacancies(self) -> None:
-        """Open vacancies at the start: arrivals over one mean duration."""
-        m = self.params.market
-        rng = self.streams.weekly(-self.params.calendar.burn_in_weeks - 1, "vacancies")
-        k = rng.poisson(m.vacancies_per_1000 * len(self.population) / 1000.0
-                        * m.vacancy_duration_weeks)
-        cum = self._employer_cum_size
-        emp = np.minimum(np.searchsorted(cum, rng.random(k) * cum[-1], side="right"),
-                         len(cum) - 1).astype(np.int32)
-        self.vacancies = dyn.Vacancies(
-            id=np.arange(k, dtype=np.int64), employer=emp,
-            domain=self.employers_traits.domain[emp].astype(np.int8),
-            in_scope=rng.random(k) < m.in_scope_share,
-            posted_week=np.full(k, -self.params.calendar.burn_in_weeks, np.int16))
-        self._next_vacancy_id = k
+    # ---- agents and the graph -----------------------------------------------------------
+    @property
+    def learners(self) -> mesa.agent.AgentSet:
+        """The learners as a Mesa ``AgentSet`` of :class:`~sim.agents.Learner` views
+        (built on first access: a few seconds for the study's 880,000)."""
+        self._build_agents()
+        return self.agents_by_type[Learner]
+
+    @property
+    def employers(self) -> mesa.agent.AgentSet:
+        """The employers as a Mesa ``AgentSet`` of :class:`~sim.agents.Employer` views."""
+        self._build_agents()
+        return self.agents_by_type[Employer]
+
+    def learner(self, i: int) -> Learner:
+        """The agent view of learner ``i``."""
+        self._build_agents()
+        return self._learner_agents[i]
+
+    def employer(self, e: int) -> Employer:
+        """The agent view of employer ``e``."""
+        self._build_agents()
+        return self._employer_agents[e]
+
+    def _build_agents(self) -> None:
+        if self._learner_agents is None:
+            self._learner_agents = [Learner(self, i) for i in range(len(self.population))]
+            self._employer_agents = [Employer(self, e) for e in range(len(self.market.employers))]
+
+    @property
+    def vacancies(self) -> dyn.Vacancies:
+        """The vacancies open now."""
+        return self.market.vacancies
+
+    @property
+    def graph(self) -> nx.Graph:
+        """The professional graph as networkx (built on demand; slow for 100k+ nodes)."""
+        return self.network.to_networkx()
+
+    # ---- records ----------------------------------------------------------------------
+    def _log_hires(self, hires: dyn.Hires) -> None:
+        vac, w = self.market.vacancies, self.week
+        for pos, who, bg in (
+            (hires.vacancy, hires.learner, False),
+            (hires.background, np.full(len(hires.background), -1), True),
+        ):
+            self._hires.append(
+                (
+                    np.full(len(pos), w, np.int16),
+                    vac.id[pos],
+                    who.astype(np.int64),
+                    vac.in_scope[pos],
+                    np.full(len(pos), bg),
+                )
+            )
+
+    def _record_week(
+        self, n_open: int, seen: dyn.Seen, cand: dyn.Candidates, hires: dyn.Hires, flow: dyn.Flow
+    ) -> None:
+        st, w = self.state, self.week
+        granted = self.population.grant_week <= w
+        self._series.append(
+            {
+                "week": w,
+                "date": pd.Timestamp(self.params.calendar.start_date) + pd.Timedelta(weeks=w),
+                "granted": int(granted.sum()),
+                "shared_treated": _share(st.shared, granted & self.treated),
+                "shared_control": _share(st.shared, granted & ~self.treated),
+                "employed": float(st.employed.mean()) if len(st.employed) else 0.0,
+                "hires_learners": len(hires.learner),
+                "hires_background": len(hires.background),
+                "vacancies_open": n_open,
+                "vacancies_posted": flow.n_posted,
+                "vacancies_filled": len(hires.vacancy) + len(hires.background),
+                "vacancies_expired": flow.n_expired,
+                "applications": cand.n_applications,
+                "sourced": cand.n_sourced,
+                "feed_candidates": cand.n_feed,
+                "views": int(seen.views.sum() + cand.sourced_views.sum()),
+                "own_views": int(seen.own_views.sum()),
+                "separations": int(flow.separated.sum()),
+            }
+        )
+        self.datacollector.collect(self)
 
     def series(self) -> pd.DataFrame:
-        """The weekly time series so far."""
-        return pd.DataFrame(self._series)
+        """The weekly time series so far (one row per week; ``date`` is the week's start)."""
+        return pd.DataFrame(self._series, columns=list(SERIES_COLUMNS))
 
     def hires_log(self) -> pd.DataFrame:
         """Every filled vacancy: week, vacancy id, learner (-1: background), in scope."""
         cols = ["week", "vacancy_id", "learner", "in_scope", "background"]
         if not self._hires:
             return pd.DataFrame(columns=cols)
-        return pd.DataFrame({c: np.concatenate([h[k] for h in self._hires])
-                             for k, c in enumerate(cols)})
+        return pd.DataFrame(
+            {c: np.concatenate([h[k] for h in self._hires]) for k, c in enumerate(cols)}
+        )
 
     def learners_frame(self) -> pd.DataFrame:
-        """One row per learner: traits, assignment and final state."""
+        """One row per learner: traits, assignment and final state.
+
+        Week columns (``grant_week``, ``share_week``, ``*_job_week``, ``app_open_week``)
+        count weeks from ``calendar.start_date`` and are nullable integers: ``<NA>`` where
+        the event never happened. ``grant_date``, ``share_date`` and ``seen_job_date``
+        give the same events as dates.
+        """
         pop, st = self.population, self.state
-        df = pd.DataFrame({
-            "learner": np.arange(len(pop)),
-            "batch": pop.batch,
-            "grant_week": pop.grant_week,
-            "treated": self.treated,
-            "stratum": pop.stratum,
-            "matched": pop.matched,
-            "domain": pd.Categorical.from_codes(pop.domain, DOMAINS),
-            "developing": pop.developing,
-            "education": pd.Categorical.from_codes(pop.education, EDUCATION_LEVELS),
-            "college": pop.college,
-            "experience_years": pop.experience,
-            "past_tech": pop.past_tech,
-            "past_manager": pop.past_manager,
-            "employed_baseline": pop.employed0,
-            "credential_type": pd.Categorical.from_codes(pop.credential, CREDENTIAL_TYPES),
-            "activity": pop.activity,
-            "degree": self.network.learner_degree().astype(np.int32),
-            "skill": pop.skill,
-            "prior_mean": pop.prior_mean,
-            "prior_precision": pop.prior_precision,
-            "app_open_week": st.app_open_week,
-        })
+        df = pd.DataFrame(
+            {
+                "learner": np.arange(len(pop)),
+                "batch": pop.batch,
+                "grant_week": pop.grant_week,
+                "treated": self.treated,
+                "stratum": pop.stratum,
+                "matched": pop.matched,
+                "domain": pd.Categorical.from_codes(pop.domain, DOMAINS),
+                "developing": pop.developing,
+                "education": pd.Categorical.from_codes(pop.education, EDUCATION_LEVELS),
+                "college": pop.college,
+                "experience_years": pop.experience,
+                "past_tech": pop.past_tech,
+                "past_manager": pop.past_manager,
+                "employed_baseline": pop.employed0,
+                "credential_type": pd.Categorical.from_codes(pop.credential, CREDENTIAL_TYPES),
+                "activity": pop.activity,
+                "degree": self.network.learner_degree().astype(np.int32),
+                "skill": pop.skill,
+                "prior_mean": pop.prior_mean,
+                "prior_precision": pop.prior_precision,
+            }
+        )
         for f in fields(st):
-            if f.name != "app_open_week":
-                df[f.name] = getattr(st, f.name)
+            v = getattr(st, f.name)
+            if f.name.endswith("_week"):  # never: NO_WEEK, or -1 for the app
+                never = (v < 0) if f.name == "app_open_week" else (v == NO_WEEK)
+                v = pd.arrays.IntegerArray(v.astype(np.int16), never)
+            df[f.name] = v
+        start = pd.Timestamp(self.params.calendar.start_date)
+        for col in ("grant", "share", "seen_job"):
+            weeks = df[f"{col}_week"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+            df[f"{col}_date"] = start + pd.to_timedelta(weeks * 7, unit="D")
         return df
 
     def result(self) -> RunResult:
         """The run's result object (series, per-learner frame, hires log)."""
-        return RunResult(self.params, self.seed, self.series(), self.learners_frame(),
-                         self.hires_log(), meta={"spawn_key": list(self.spawn_key)})
+        return RunResult(
+            self.params,
+            self.seed,
+            self.series(),
+            self.learners_frame(),
+            self.hires_log(),
+            meta={"spawn_key": list(self.spawn_key)},
+        )
+
+
+#: Columns of the weekly series (and of the model's ``datacollector``).
+SERIES_COLUMNS = (
+    "week",
+    "date",
+    "granted",
+    "shared_treated",
+    "shared_control",
+    "employed",
+    "hires_learners",
+    "hires_background",
+    "vacancies_open",
+    "vacancies_posted",
+    "vacancies_filled",
+    "vacancies_expired",
+    "applications",
+    "sourced",
+    "feed_candidates",
+    "views",
+    "own_views",
+    "separations",
+)
+
+
+def _series_value(column: str, model: CredentialMarket) -> Any:
+    """A Mesa model reporter (bound to a column with ``partial``, so it pickles): one
+    column of the week just recorded."""
+    return model._series[-1][column]
+
+
+def _scenario(scenario: Scenario | str | Path | None, overrides: dict[str, Any]) -> Scenario:
+    if scenario is None:
+        scn = Scenario()
+    elif isinstance(scenario, Scenario):
+        scn = scenario
+    else:
+        from sim.params import load_scenario
+
+        scn = load_scenario(scenario)
+    return (
+        scn.with_overrides(overrides, source="CredentialMarket(**overrides)") if overrides else scn
+    )
 
 
 def _share(flag: np.ndarray, among: np.ndarray) -> float:
@@ -442,21 +435,11 @@ def _share(flag: np.ndarray, among: np.ndarray) -> float:
     return float(flag[among].sum() / k) if k else float("nan")
 
 
-def _app_open_weeks(scn: Scenario, pop: Learners, rng: np.random.Generator) -> np.ndarray:
-    """Week each learner would open the app: within 30 days of the grant for a batch-level
-    share drawn in ``app_open_share``; -1 for learners who never open it."""
-    lo, hi = scn.sharing.app_open_share
-    batch_share = lo + (hi - lo) * rng.random(scn.calendar.n_batches)
-    n = len(pop)
-    opens = rng.random(n) < batch_share[pop.batch]
-    delay = rng.integers(0, 5, n)  # weeks 0..4 after the grant, i.e. within 30 days
-    return np.where(opens, pop.grant_week + delay, -1).astype(np.int16)
-
-
 def _employers_for_graph(scn: Scenario, graph: ProfessionalGraph, rng) -> Employers:
     """Employers for a user graph: one per employer node, domain drawn, size by degree."""
     p = np.array([scn.population.domain_shares[k] for k in DOMAINS])
-    domain = np.searchsorted(np.cumsum(p) / p.sum(), rng.random(graph.n_employers),
-                             side="right").astype(np.int8)
+    domain = np.searchsorted(
+        np.cumsum(p) / p.sum(), rng.random(graph.n_employers), side="right"
+    ).astype(np.int8)
     deg = np.diff(graph.el_indptr).astype(float) + 1.0
     return Employers(domain=domain, size=deg / deg.mean())

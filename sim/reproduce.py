@@ -23,14 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim.estimate import employability_tertiles, study_estimates
-from sim.experiment import (
-    population_dataset,
-    run_twins,
-    study_dataset,
-    true_effects,
-)
-from sim.model import CredentialMarket
+from sim.study import run_study
 from sim.params import Scenario
 from sim.targets import TARGETS
 
@@ -46,7 +39,7 @@ COX_IDS = ("new_job_cox", "new_job_in_scope_cox")
 
 @dataclass
 class Replication:
-    """One simulated study."""
+    """One simulated study of a replicate run."""
 
     index: int
     spawn_key: list[int]  # position of its seed under the master SeedSequence
@@ -56,64 +49,12 @@ class Replication:
     dataset: pd.DataFrame | None  # the matched study dataset (kept for replication 0)
 
 
-def _curves(ds: pd.DataFrame, months: int = 12) -> pd.DataFrame:
-    """Share of each arm with a new job within m months of randomization (m = 0..12)."""
-    rows = []
-    weeks = ds["new_job_weeks"].to_numpy()
-    follow = ds["followup_weeks"].to_numpy()
-    for arm in (0, 1):
-        sel = ds["treated"].to_numpy() == arm
-        for m in range(months + 1):
-            w = m * 52 / 12
-            at_risk = sel & (follow >= w)  # learners followed at least m months
-            got = at_risk & (weeks <= w)
-            rows.append({"months": m, "treated": arm,
-                         "share": float(got.sum() / max(at_risk.sum(), 1)),
-                         "n": int(at_risk.sum())})
-    return pd.DataFrame(rows)
-
-
 def run_replication(scenario: Scenario, seed: np.random.SeedSequence, index: int,
                     twin: bool, keep_dataset: bool) -> Replication:
-    """One replication (top level, so a process pool can run it), on one thread."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        return _replication(scenario, seed, index, twin, keep_dataset)
-
-
-def _replication(scenario: Scenario, seed: np.random.SeedSequence, index: int,
-                 twin: bool, keep_dataset: bool) -> Replication:
-    if twin:
-        tw = run_twins(scenario, seed)
-        learners = tw.study.learners
-    else:
-        learners = CredentialMarket(scenario, rng=seed, agents=False).run().learners
-    ds = study_dataset(learners, scenario)
-    pop = population_dataset(learners, scenario)
-    tseed = int(seed.generate_state(1)[0] % 100_000)
-    # treated_share 0 or 1 leaves one arm empty: no tertiles (they are fitted on the
-    # control arm) and no estimator can run; the twins still give the true effects.
-    one_arm = scenario.study.treated_share in (0.0, 1.0)
-    if one_arm:
-        tert = pd.Series(pd.NA, index=ds.index, dtype="string")
-        est = pd.DataFrame(columns=["id", "outcome", "group", "estimator", "effect", "se",
-                                    "n", "control_mean", "rel", "rel_se"])
-    else:
-        tert = employability_tertiles(ds, seed=tseed)
-        est = study_estimates(ds, tertiles=tert, pop_df=pop, seed=tseed)
-    true: dict[str, float] = {}
-    if twin:
-        po = tw.potential_outcomes()
-        pm = po[po["matched"].to_numpy()].reset_index(drop=True)
-        tm = true_effects(pm)
-        true = {k: tm[k] for k in ("shared", "new_job", "new_job_in_scope")}
-        true["any_view"] = true_effects(po)["any_view"]
-        for g in ("low", "medium", "high") if not one_arm else ():
-            true[f"new_job_{g}"] = true_effects(pm, (tert == g).to_numpy())["new_job"]
-    curves = _curves(ds)
-    kept = ds.assign(tertile=tert.to_numpy()) if keep_dataset else None
-    return Replication(index, list(seed.spawn_key), est, true, curves, kept)
+    """One replication (top level, so a process pool can run it): :func:`run_study`."""
+    res = run_study(scenario, seed, twin=twin, keep_dataset=keep_dataset)
+    return Replication(index, list(seed.spawn_key), res.estimates, res.true, res.curves,
+                       res.dataset)
 
 
 def replicate(scenario: Scenario, replications: int, seed: int, workers: int = 2,

@@ -299,8 +299,6 @@ def summarize(result: RunResult) -> dict[str, Any]:
     least once (own views excluded). Market totals: final employment rate, hires of
     learners and of background applicants, mean open vacancies per week.
     """
-    from sim.model import NO_WEEK
-
     lf, series, hires = result.learners, result.series, result.hires
     treated = lf["treated"].astype(bool)
     matched = lf["matched"].astype(bool)
@@ -317,8 +315,8 @@ def summarize(result: RunResult) -> dict[str, Any]:
     }
     rates = {
         "shared": (lf["shared"].astype(bool), mt, mc),
-        "new_job": (lf["seen_job_week"] != NO_WEEK, mt, mc),
-        "new_job_in_scope": (lf["seen_scope_job_week"] != NO_WEEK, mt, mc),
+        "new_job": (lf["seen_job_week"].notna(), mt, mc),
+        "new_job_in_scope": (lf["seen_scope_job_week"].notna(), mt, mc),
         "any_view": (lf["views"] > 0, treated, ~treated),
     }
     for name, (flag, t, c) in rates.items():

@@ -542,52 +542,11 @@ def expand(spec: SweepSpec) -> list[Task]:
 
 
 def run_task(task: Task) -> pd.DataFrame:
-    """Run one simulated study; its estimates in long form with the true effects.
+    """Run one simulated study (:func:`sim.study.run_study`); its rows in long form with
+    the true effects (see :meth:`sim.study.StudyResult.rows` for the one-arm rule)."""
+    from sim.study import run_study
 
-    Calls :func:`sim.reproduce.run_replication` with the task's scenario and seed. When
-    ``study.treated_share`` is 0 or 1 one arm is empty and the study's estimators cannot
-    run; with ``twin`` the task then records the true effects only (estimator
-    ``"twin"``: effect NaN, ``control_mean`` the untreated world's mean, in %).
-    """
-    scenario = task.scenario()
-    if scenario.study.treated_share in (0.0, 1.0):
-        if not task.twin:
-            raise ValueError(f"study.treated_share = {scenario.study.treated_share}: one arm "
-                             "is empty and twin is off, so there is nothing to measure")
-        return _true_effects_only(scenario, task.seed)
-    from sim.reproduce import run_replication
-
-    rep = run_replication(scenario, task.seed, task.index, twin=task.twin, keep_dataset=False)
-    est = rep.estimates.copy()
-
-    def truth(rid: str) -> float:
-        if rid.startswith("late_"):  # the LATE is another estimand than the twins' ITT
-            return math.nan
-        return float(rep.true.get(rid.removesuffix("_cox"), math.nan))
-
-    est["true_effect"] = [truth(r) for r in est["id"]]
-    return est
-
-
-def _true_effects_only(scenario: Scenario, seed: np.random.SeedSequence) -> pd.DataFrame:
-    """True effects from the twins when one arm is empty (no estimator can run)."""
-    from threadpoolctl import threadpool_limits
-
-    from sim.experiment import run_twins
-
-    with threadpool_limits(1):
-        po = run_twins(scenario, seed).potential_outcomes()
-    rows = []
-    matched = po[po["matched"].to_numpy()]
-    for rid, df, group in (("shared", matched, "all"), ("new_job", matched, "all"),
-                           ("new_job_in_scope", matched, "all"),
-                           ("any_view", po, "population")):
-        y1, y0 = df[f"{rid}_1"].mean(), df[f"{rid}_0"].mean()
-        rows.append({"id": rid, "outcome": rid, "group": group, "estimator": "twin",
-                     "effect": math.nan, "se": math.nan, "n": len(df),
-                     "control_mean": 100 * float(y0), "rel": math.nan, "rel_se": math.nan,
-                     "true_effect": 100 * float(y1 - y0)})
-    return pd.DataFrame(rows)
+    return run_study(task.scenario(), task.seed, twin=task.twin).rows()
 
 
 def task_rows(task: Task, task_fn: TaskFn = run_task) -> pd.DataFrame:

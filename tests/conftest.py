@@ -90,7 +90,7 @@ def small_run() -> SmallRun:
 @pytest.fixture(scope="session")
 def weekly_trace() -> Trace:
     """A 5,000-learner run stepped week by week, with the state copied after each week."""
-    model = CredentialMarket(small_scenario(5_000), rng=SEED + 1, agents=False)
+    model = CredentialMarket(small_scenario(5_000), rng=SEED + 1)
     trace = Trace(model)
     while model.running:
         week = model.week

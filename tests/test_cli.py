@@ -86,7 +86,7 @@ def test_same_seed_gives_identical_learners(tiny: Path, tmp_path: Path) -> None:
     assert (a / "learners.parquet").read_bytes() == (b / "learners.parquet").read_bytes()
     assert (a / "summary.json").read_text() == (b / "summary.json").read_text()
     # agents are views onto the arrays: no number depends on them
-    assert _run(tiny, c, "--no-agents") == 0
+    assert _run(tiny, c) == 0
     pd.testing.assert_frame_equal(
         pd.read_parquet(a / "learners.parquet"), pd.read_parquet(c / "learners.parquet")
     )

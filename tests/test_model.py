@@ -8,6 +8,8 @@ every weekly draw, learner by learner.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -27,7 +29,7 @@ from sim.params import Scenario
 
 
 def _run(scn: Scenario, seed: int = SEED, **kwargs) -> CredentialMarket:
-    model = CredentialMarket(scn, rng=seed, agents=False, **kwargs)
+    model = CredentialMarket(scn, rng=seed, **kwargs)
     model.run()
     return model
 
@@ -41,7 +43,11 @@ def _twins(scn: Scenario, seed: int = SEED) -> tuple[pd.DataFrame, pd.DataFrame]
 
 
 def _has(week: pd.Series | np.ndarray) -> np.ndarray:
-    return np.asarray(week) != NO_WEEK
+    """Where a week is set: a frame's nullable column, or a state array (NO_WEEK: never)."""
+    if isinstance(week, pd.Series):
+        return week.notna().to_numpy()
+    week = np.asarray(week)
+    return ~np.isnan(week) if week.dtype.kind == "f" else week != NO_WEEK
 
 
 JOB_OUTCOMES = (
@@ -97,7 +103,7 @@ def test_employment_state_is_consistent(small_run):
     assert df["employed"].dtype == bool
     employed, started = df["employed"].to_numpy(), df["jobs_started"].to_numpy()
     job_employer = df["job_employer"].to_numpy()
-    n_employers = len(model.employers_traits)
+    n_employers = len(model.market.employers)
     hired_now = employed & (started > 0)
     assert hired_now.any()
     assert (job_employer[hired_now] >= 0).all()
@@ -113,7 +119,7 @@ def test_every_hired_vacancy_existed(small_run):
     model, res = small_run.model, small_run.result
     ids = res.hires["vacancy_id"].to_numpy()
     n_created = int(res.series["vacancies_open"].iloc[0] + res.series["vacancies_posted"].sum())
-    assert n_created == model._next_vacancy_id
+    assert n_created == model.market.next_vacancy_id
     assert ids.min() >= 0 and ids.max() < n_created
 
 
@@ -260,7 +266,7 @@ def test_same_seed_gives_identical_output(small_run):
 
 
 def test_different_seeds_differ(small_run):
-    other = CredentialMarket(small_run.model.params, rng=SEED + 99, agents=False).run()
+    other = CredentialMarket(small_run.model.params, rng=SEED + 99).run()
     a, b = small_run.result.learners, other.learners
     for col in ("domain", "skill", "grant_week", "treated", "shared", "views"):
         assert not a[col].equals(b[col]), col
@@ -278,18 +284,20 @@ def test_global_random_state_is_untouched():
 
 def test_a_seed_sequence_is_accepted_and_recorded():
     ss = np.random.SeedSequence(1234)
-    a = CredentialMarket(small_scenario(1_000), rng=ss, agents=False)
-    b = CredentialMarket(small_scenario(1_000), rng=1234, agents=False)
+    a = CredentialMarket(small_scenario(1_000), rng=ss)
+    b = CredentialMarket(small_scenario(1_000), rng=1234)
     assert a.seed == b.seed == 1234
     np.testing.assert_array_equal(a.population.skill, b.population.skill)
 
 
 def test_agents_are_views_of_the_arrays(small_run):
     model = small_run.model
-    n, m = len(model.population), len(model.employers_traits)
+    n, m = len(model.population), len(model.market.employers)
+    assert len(model.learners) == n
+    assert len(model.employers) == m
     assert len(model.agents) == n + m
-    assert len(model.agents_by_type[Learner]) == n
-    assert len(model.agents_by_type[Employer]) == m
+    assert all(isinstance(a, Learner) for a in model.learners)
+    assert all(isinstance(e, Employer) for e in model.employers)
     st = model.state
     for i in range(n):
         agent = model.learner(i)
@@ -322,15 +330,21 @@ def test_agent_views_follow_the_state_during_a_run():
         assert learner.employed == bool(model.state.employed[0])
 
 
-def test_agents_flag_changes_no_number(small_run):
-    headless = CredentialMarket(small_run.model.params, rng=SEED, agents=False)
+def test_agent_views_are_built_on_first_access_and_change_no_number(small_run):
+    """The agent views cost seconds at the study's scale, so a run that never looks at
+    them never builds them; building them (``agents=True`` or first access) changes no
+    number."""
+    headless = CredentialMarket(small_run.model.params, rng=SEED)
     res = headless.run()
-    pd.testing.assert_frame_equal(res.learners, small_run.result.learners)
-    pd.testing.assert_frame_equal(res.series, small_run.result.series)
-    pd.testing.assert_frame_equal(res.hires, small_run.result.hires)
     assert len(headless.agents) == 0
-    with pytest.raises(RuntimeError):
-        headless.learner(0)
+    eager = CredentialMarket(small_run.model.params, rng=SEED, agents=True)
+    assert len(eager.agents) == len(eager.population) + len(eager.market.employers)
+    for other in (res, eager.run()):
+        pd.testing.assert_frame_equal(other.learners, small_run.result.learners)
+        pd.testing.assert_frame_equal(other.series, small_run.result.series)
+        pd.testing.assert_frame_equal(other.hires, small_run.result.hires)
+    assert headless.learner(0).idx == 0
+    assert len(headless.agents) == len(headless.population) + len(headless.market.employers)
 
 
 def test_treated_vector_must_match_the_population():
@@ -364,13 +378,13 @@ def test_no_nudge_arms_differ_only_by_noise():
 
 def test_twins_from_one_seed_share_population_graph_and_behaviour():
     scn = small_scenario(5_000)
-    a = CredentialMarket(scn, rng=SEED, agents=False)
-    b = CredentialMarket(scn, rng=SEED, agents=False, treated=~a.treated)
+    a = CredentialMarket(scn, rng=SEED)
+    b = CredentialMarket(scn, rng=SEED, treated=~a.treated)
     for f in ("skill", "signal", "domain", "grant_week", "activity", "employed0"):
         np.testing.assert_array_equal(getattr(a.population, f), getattr(b.population, f))
     np.testing.assert_array_equal(a.network.ll_indices, b.network.ll_indices)
     np.testing.assert_array_equal(a.network.le_indices, b.network.le_indices)
-    np.testing.assert_array_equal(a.app_open_week, b.app_open_week)
+    np.testing.assert_array_equal(a.state.app_open_week, b.state.app_open_week)
     np.testing.assert_array_equal(b.treated, ~a.treated)
 
 
@@ -379,10 +393,10 @@ def test_twin_given_the_population_keeps_common_random_numbers():
     must not change anything else: employers, graph and weekly draws stay common, so in
     the no-nudge world the mirror's outcomes are the study's, learner by learner."""
     scn = scenario_file("no_nudge").with_overrides({"population.n_learners": 5_000})
-    a = CredentialMarket(scn, rng=SEED, agents=False)
-    b = CredentialMarket(scn, rng=SEED, agents=False, population=a.population, treated=~a.treated)
-    np.testing.assert_array_equal(a.employers_traits.domain, b.employers_traits.domain)
-    np.testing.assert_array_equal(a.employers_traits.size, b.employers_traits.size)
+    a = CredentialMarket(scn, rng=SEED)
+    b = CredentialMarket(scn, rng=SEED, population=a.population, treated=~a.treated)
+    np.testing.assert_array_equal(a.market.employers.domain, b.market.employers.domain)
+    np.testing.assert_array_equal(a.market.employers.size, b.market.employers.size)
     np.testing.assert_array_equal(a.network.le_indices, b.network.le_indices)
     a.run()
     b.run()
@@ -492,34 +506,30 @@ def test_a_stronger_channel_does_not_reduce_sharers_job_finding(key, low, high):
 # ---- the search pause after a hire -------------------------------------------------------
 
 
-def _candidates(model: CredentialMarket, available: np.ndarray | None, seed: int = 11):
-    """Phase 3 of the model's current week with fixed generators."""
+def _candidates(model: CredentialMarket, pause: float, seed: int = 11):
+    """Phase 3 of the model's current week, with fixed generators and the given pause."""
     from sim import dynamics as dyn
 
-    scn, st, pop, w = model.params, model.state, model.population, model.week
-    seen = dyn.visibility(scn, w, new_sharers=np.flatnonzero(st.shared)[:50],
-                          shared=st.shared, grant_week=pop.grant_week,
-                          activity=pop.activity, graph=model.network,
-                          rng=np.random.default_rng(seed))
-    return dyn.search_and_apply(
-        scn, vac=model.vacancies, employed=st.employed, domain=pop.domain,
-        shared=st.shared, activity=pop.activity, domain_order=model._domain_order,
-        domain_starts=model._domain_starts, n_employers=len(model.employers_traits),
-        seen=seen, rng_apply=np.random.default_rng(seed + 1),
-        rng_source=np.random.default_rng(seed + 2), available=available)
+    scn = model.params.with_overrides({"market.search_pause_weeks": pause})
+    st, pop, w = model.state, model.population, model.week
+    seen = dyn.visibility(scn, w, pop, copy.deepcopy(st), model.network,
+                          np.flatnonzero(st.shared)[:50], np.random.default_rng(seed))
+    return dyn.search_and_apply(scn, w, pop, copy.deepcopy(st), model.market, seen,
+                                np.random.default_rng(seed + 1),
+                                np.random.default_rng(seed + 2))
 
 
 def test_unavailable_learners_are_dropped_and_the_draws_stay_the_same():
-    model = CredentialMarket(small_scenario(3_000), rng=SEED, agents=False)
+    from sim import dynamics as dyn
+
+    model = CredentialMarket(small_scenario(3_000), rng=SEED)
     for _ in range(20):
         model.step()
-    base = _candidates(model, None)
-    n = len(model.population)
-    everyone = _candidates(model, np.ones(n, bool))
-    np.testing.assert_array_equal(everyone.learner, base.learner)
-    np.testing.assert_array_equal(everyone.vacancy, base.vacancy)
-    mask = np.random.default_rng(3).random(n) < 0.7
-    some = _candidates(model, mask)
+    base = _candidates(model, 0.0)
+    assert dyn.searching(model.params, model.week, model.state) is None
+    paused = model.params.with_overrides({"market.search_pause_weeks": 26.0})
+    mask = dyn.searching(paused, model.week, model.state)
+    some = _candidates(model, 26.0)
     keep = mask[base.learner]
     assert 0 < keep.sum() < len(keep)
     np.testing.assert_array_equal(some.learner, base.learner[keep])
@@ -535,7 +545,7 @@ def test_a_search_pause_stops_repeat_hires_of_the_employed():
         last = hires.groupby("learner")["week"].max()
         lw = res.learners["last_hire_week"].to_numpy()
         np.testing.assert_array_equal(lw[last.index.to_numpy()], last.to_numpy())
-        assert (lw[res.learners["jobs_started"].to_numpy() == 0] == NO_WEEK).all()
+        assert res.learners["last_hire_week"][res.learners["jobs_started"] == 0].isna().all()
         return hires.groupby("learner")["week"].diff().dropna().to_numpy(), res.learners
 
     gaps0, _ = repeat_gaps(0.0)

@@ -151,7 +151,7 @@ def test_a_user_networkx_graph_runs_in_the_model():
     n, m = 3_000, 12
     user = _user_graph(n, m, seed=4)
     model = CredentialMarket(small_scenario(n), rng=1, graph=user)
-    assert len(model.agents) == n + m
+    assert len(model.learners) == n and len(model.employers) == m
     assert model.network.n_employers == m
     expected = np.array([sum(1 for v in user[u] if v < n) for u in range(n)])
     np.testing.assert_array_equal(model.network.learner_degree(), expected)
@@ -159,14 +159,14 @@ def test_a_user_networkx_graph_runs_in_the_model():
     assert res.series["hires_learners"].sum() > 0
     assert res.learners["shared"].any()
     # the same user graph and seed reproduce the run
-    again = CredentialMarket(small_scenario(n), rng=1, graph=user, agents=False).run()
+    again = CredentialMarket(small_scenario(n), rng=1, graph=user).run()
     np.testing.assert_array_equal(again.learners["first_job_week"], res.learners["first_job_week"])
 
 
 def test_a_professional_graph_can_be_passed_directly():
     n = 2_000
     pg = ProfessionalGraph.from_networkx(_user_graph(n, 8, seed=9))
-    model = CredentialMarket(small_scenario(n), rng=2, graph=pg, agents=False)
+    model = CredentialMarket(small_scenario(n), rng=2, graph=pg)
     assert model.network is pg
     model.step()
 
@@ -180,7 +180,7 @@ def test_graph_with_the_wrong_learner_count_is_rejected():
 def test_graph_without_employers_is_rejected_clearly():
     user = _user_graph(2_000, 0, seed=1)
     with pytest.raises(ValueError, match="employer"):
-        CredentialMarket(small_scenario(2_000), rng=1, graph=user, agents=False)
+        CredentialMarket(small_scenario(2_000), rng=1, graph=user)
 
 
 def test_nodes_without_kind_are_rejected():

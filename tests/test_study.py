@@ -12,7 +12,7 @@ import pytest
 
 from sim import calibrate as cal
 from sim import reproduce
-from sim.experiment import (
+from sim.study import (
     OUTCOMES,
     population_dataset,
     run_twins,

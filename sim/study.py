@@ -1,0 +1,442 @@
+"""The study layer: the experiment run inside the model, measured and estimated as the paper did.
+
+One entry point, :func:`run_study`: a scenario and a seed in, a :class:`StudyResult` out
+(the paper's estimates, and with ``twin=True`` the model's true effects beside them).
+``credsim reproduce``, sweeps and the calibration all call it; nothing else builds a
+study.
+
+* **Design** (:func:`assign`). Learners graduate in monthly batches (a trait drawn with
+  the population, :mod:`sim.population`); within every batch x stratum cell (domain x
+  developing country x college degree) ``study.treated_share`` of the learners are
+  assigned to the nudge. The model takes the assignment as an input
+  (``CredentialMarket(treated=...)``) and applies it; when none is given it asks this
+  function for the study's design.
+* **Measurement** (:func:`study_dataset`, :func:`population_dataset`). At the collection
+  date the study sees the *matched* learners' profiles: whether the credential is shared,
+  and reported jobs. A new job is one that started at least ``calendar.new_job_min_weeks``
+  after randomization and was reported on the profile by the collection date; its start
+  (in weeks since randomization) is kept for the Cox model, censored at the collection
+  date. Certificate views are measured on the whole population.
+* **Twin runs** (:func:`run_twins`). The same population, graph and weekly random numbers
+  are run twice: once with the study's assignment and once with its mirror image (every
+  learner's arm flipped). Each learner is treated in one world and control in the other,
+  so each learner's outcome under both arms is known and the *true* effect is the mean
+  difference. With ``treated_share = 1`` the mirror is a world where no one is nudged, and
+  the twin difference is the total effect of nudging everyone.
+* **One arm** (``treated_share`` 0 or 1). No estimator can run on a study with an empty
+  arm; :func:`run_study` then reports the twins' true effects only (estimator ``"twin"``)
+  and refuses to run without twins, since there would be nothing to measure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from sim.model import CredentialMarket, RunResult
+from sim.params import Scenario
+from sim.population import Learners, stratified_assignment
+
+__all__ = [
+    "ESTIMATE_COLUMNS",
+    "OUTCOMES",
+    "StudyResult",
+    "Twins",
+    "assign",
+    "one_arm",
+    "population_dataset",
+    "run_study",
+    "run_twins",
+    "study_dataset",
+    "true_effects",
+]
+
+#: Study outcomes measured on the matched sample (0/1 per learner).
+OUTCOMES = ("shared", "new_job", "new_job_in_scope")
+
+#: Columns of :meth:`StudyResult.rows`: the estimators' columns, then the true effect.
+ESTIMATE_COLUMNS = (
+    "id",
+    "outcome",
+    "group",
+    "estimator",
+    "effect",
+    "se",
+    "n",
+    "control_mean",
+    "rel",
+    "rel_se",
+    "true_effect",
+)
+
+_TRAITS = [
+    "learner",
+    "batch",
+    "grant_week",
+    "treated",
+    "stratum",
+    "domain",
+    "developing",
+    "education",
+    "college",
+    "experience_years",
+    "past_tech",
+    "past_manager",
+    "employed_baseline",
+    "credential_type",
+]
+_FLAGS = ("treated", "developing", "college", "past_tech", "past_manager", "employed_baseline")
+
+
+# ---- design ---------------------------------------------------------------------------
+
+
+def assign(scenario: Scenario, population: Learners, rng: np.random.Generator) -> np.ndarray:
+    """The study's assignment: ``treated_share`` of every batch x stratum cell, at random.
+
+    Within a cell of ``g`` learners exactly ``floor(g * share)`` are treated, plus one more
+    with probability equal to the remainder (:func:`sim.population.stratified_assignment`).
+    """
+    cells = population.stratum.astype(np.int64) * 64 + population.batch
+    return stratified_assignment(cells, scenario.study.treated_share, rng)
+
+
+def one_arm(scenario: Scenario) -> bool:
+    """Whether the design leaves one arm empty (``treated_share`` 0 or 1)."""
+    return scenario.study.treated_share in (0.0, 1.0)
+
+
+# ---- measurement ----------------------------------------------------------------------
+
+
+def study_dataset(learners: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
+    """One row per matched learner with the columns the study had.
+
+    Columns: identifiers and pre-treatment traits, ``treated`` (0/1), ``stratum``,
+    ``batch``; outcomes ``shared``, ``new_job``, ``new_job_in_scope`` (0/1), ``views``,
+    ``any_view``; durations ``new_job_weeks`` and ``new_job_in_scope_weeks`` (weeks from
+    randomization to the start of the first counted, reported job; NaN if none) and
+    ``followup_weeks`` (randomization to collection: the censoring time).
+    """
+    m = learners[learners["matched"].to_numpy()]
+    end = scenario.calendar.n_weeks
+    df = _traits(m)
+    grant = m["grant_week"].to_numpy().astype(float)
+    df["shared"] = m["shared"].to_numpy().astype(np.int8)
+    for out, col in (("new_job", "seen_job_week"), ("new_job_in_scope", "seen_scope_job_week")):
+        wk = m[col].to_numpy(dtype=float, na_value=np.nan)
+        seen = ~np.isnan(wk)
+        df[out] = seen.astype(np.int8)
+        df[f"{out}_weeks"] = wk - grant
+    df["followup_weeks"] = end - grant
+    df["views"] = m["views"].to_numpy()
+    df["any_view"] = (df["views"] > 0).astype(np.int8)
+    return df.reset_index(drop=True)
+
+
+def population_dataset(learners: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
+    """Every learner, with traits, ``treated``, ``stratum``, ``views`` and ``any_view``."""
+    df = _traits(learners)
+    df["views"] = learners["views"].to_numpy()
+    df["any_view"] = (df["views"] > 0).astype(np.int8)
+    return df
+
+
+def _traits(learners: pd.DataFrame) -> pd.DataFrame:
+    df = learners[_TRAITS].copy()
+    for c in _FLAGS:
+        df[c] = df[c].astype(np.int8)
+    return df
+
+
+def _outcomes(learners: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {
+        "shared": learners["shared"].to_numpy(),
+        "new_job": learners["seen_job_week"].notna().to_numpy(),
+        "new_job_in_scope": learners["seen_scope_job_week"].notna().to_numpy(),
+        "any_view": learners["views"].to_numpy() > 0,
+    }
+
+
+# ---- twins ----------------------------------------------------------------------------
+
+
+@dataclass
+class Twins:
+    """A study world and its mirror, run on the same population and random numbers."""
+
+    scenario: Scenario
+    seed: int
+    study: RunResult  # the world with the study's assignment
+    mirror: RunResult  # every learner's arm flipped
+    meta: dict = field(default_factory=dict)
+
+    def potential_outcomes(self) -> pd.DataFrame:
+        """Per learner: traits, assignment, and each outcome under treatment and control.
+
+        Columns ``<outcome>_1`` / ``<outcome>_0`` for ``shared``, ``new_job``,
+        ``new_job_in_scope``, ``any_view``.
+        """
+        a, b = self.study.learners, self.mirror.learners
+        treated = a["treated"].to_numpy()
+        out = a[["learner", "matched", "treated"]].copy()
+        pa, pb = _outcomes(a), _outcomes(b)
+        for k in pa:
+            out[f"{k}_1"] = np.where(treated, pa[k], pb[k]).astype(np.int8)
+            out[f"{k}_0"] = np.where(treated, pb[k], pa[k]).astype(np.int8)
+        return out
+
+
+def true_effects(po: pd.DataFrame, mask: np.ndarray | None = None) -> dict[str, float]:
+    """Mean of ``Y(1) - Y(0)`` in percentage points over the learners in ``mask``."""
+    sel = po if mask is None else po[mask]
+    return {
+        k[:-2]: float(100 * (sel[k].mean() - sel[k[:-2] + "_0"].mean()))
+        for k in sel.columns
+        if k.endswith("_1")
+    }
+
+
+def run_twins(
+    scenario: Scenario,
+    seed: int | np.random.SeedSequence,
+    progress: Callable[[int, int], None] | None = None,
+) -> Twins:
+    """Run the study world and its mirror (see the module docstring).
+
+    ``progress(done, total)`` counts weeks over both runs.
+    """
+    a = CredentialMarket(scenario, rng=seed)
+    b = CredentialMarket(
+        scenario,
+        rng=seed,
+        population=a.population,
+        employers=a.market.employers,
+        graph=a.network,
+        treated=~a.treated,
+    )
+    total = 2 * a.weeks_total
+
+    def report(offset: int) -> Callable[[int, int], None] | None:
+        if progress is None:
+            return None
+        return lambda done, _total: progress(offset + done, total)
+
+    ra = a.run(report(0))
+    rb = b.run(report(total // 2))
+    return Twins(scenario, a.seed, ra, rb)
+
+
+# ---- one study ------------------------------------------------------------------------
+
+
+@dataclass
+class StudyResult:
+    """One simulated study: what the paper's estimators found, and what was true.
+
+    ``estimates`` has one row per estimate of :func:`sim.estimate.study_estimates`
+    (effects and SEs in pp, control means in %, relative effects as fractions); it is
+    empty when one arm is empty. ``truth`` (with twins) has one row per outcome id: the
+    learners it covers (``n``), the mean outcome without the nudge (``control_mean``, %:
+    the mean of ``Y(0)`` over those learners) and the true effect (``true_effect``, pp:
+    the mean of ``Y(1) - Y(0)``); tertile rows use the study's estimated tertiles.
+    ``curves`` is the share of each arm with a new job by months since randomization;
+    ``dataset`` the matched study dataset with its tertiles (when asked for).
+    """
+
+    scenario: Scenario
+    seed_entropy: int
+    spawn_key: tuple[int, ...]
+    twin: bool
+    estimates: pd.DataFrame
+    truth: pd.DataFrame
+    curves: pd.DataFrame
+    dataset: pd.DataFrame | None = None
+
+    @property
+    def true(self) -> dict[str, float]:
+        """True effects (pp) by outcome id (empty without twins)."""
+        return dict(zip(self.truth["id"], self.truth["true_effect"], strict=True))
+
+    def rows(self) -> pd.DataFrame:
+        """Long form, columns :data:`ESTIMATE_COLUMNS`: every estimate with the true effect
+        of its outcome (NaN for the LATE, another estimand, and without twins); when one
+        arm is empty, the twins' rows instead (estimator ``"twin"``, effect NaN)."""
+        if self.estimates.empty:
+            t = self.truth
+            out = pd.DataFrame(
+                {
+                    "id": t["id"],
+                    "outcome": t["id"],
+                    "group": t["group"],
+                    "estimator": "twin",
+                    "effect": math.nan,
+                    "se": math.nan,
+                    "n": t["n"],
+                    "control_mean": t["control_mean"],
+                    "rel": math.nan,
+                    "rel_se": math.nan,
+                    "true_effect": t["true_effect"],
+                }
+            )
+            return out.loc[:, list(ESTIMATE_COLUMNS)].reset_index(drop=True)
+        true = self.true
+
+        def truth(rid: str) -> float:
+            if rid.startswith("late_"):
+                return math.nan
+            return float(true.get(rid.removesuffix("_cox"), math.nan))
+
+        est = self.estimates.copy()
+        est["true_effect"] = [truth(r) for r in est["id"]]
+        return est.loc[:, list(ESTIMATE_COLUMNS)]
+
+
+def run_study(
+    scenario: Scenario,
+    seed: int | np.random.SeedSequence,
+    *,
+    twin: bool = False,
+    keep_dataset: bool = False,
+    estimate: bool = True,
+) -> StudyResult:
+    """Build one world from ``seed``, run the study in it, measure and estimate.
+
+    Args:
+        scenario: the validated scenario.
+        seed: the study's root seed (an int, or one child of ``SeedSequence.spawn``).
+        twin: also run the mirror world, for the true effects.
+        keep_dataset: keep the matched study dataset (with tertiles) in the result.
+        estimate: run the paper's estimators (LPM, Cox, 2SLS, tertiles). Without them
+            (calibration) the result has the twins' truth only, with tertiles still cut
+            by the study's cross-fitted employability model.
+
+    The one-arm rule: with ``treated_share`` 0 or 1 the estimators are skipped and the
+    twins give the true effects; without ``twin`` that is an error, raised before any work.
+    Runs on one BLAS/OpenMP thread (many studies run side by side).
+    """
+    from threadpoolctl import threadpool_limits
+
+    single = one_arm(scenario)
+    if single and not twin:
+        raise ValueError(
+            f"study.treated_share = {scenario.study.treated_share}: one arm is empty, so no "
+            "estimator can run; run it with twin=True for the true effects"
+        )
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    with threadpool_limits(1):
+        return _run_study(
+            scenario,
+            ss,
+            twin=twin,
+            keep_dataset=keep_dataset,
+            estimate=estimate and not single,
+            single=single,
+        )
+
+
+def _run_study(
+    scenario: Scenario,
+    seed: np.random.SeedSequence,
+    *,
+    twin: bool,
+    keep_dataset: bool,
+    estimate: bool,
+    single: bool,
+) -> StudyResult:
+    from sim.estimate import STUDY_COLUMNS, employability_tertiles, study_estimates
+
+    if twin:
+        tw = run_twins(scenario, seed)
+        learners = tw.study.learners
+    else:
+        learners = CredentialMarket(scenario, rng=seed).run().learners
+    ds = study_dataset(learners, scenario)
+    pop = population_dataset(learners, scenario)
+    tseed = int(seed.generate_state(1)[0] % 100_000)
+    if single:
+        tert = pd.Series(pd.NA, index=ds.index, dtype="string")
+    else:
+        tert = employability_tertiles(ds, seed=tseed)
+    if estimate:
+        est = study_estimates(ds, tertiles=tert, pop_df=pop, seed=tseed)
+    else:
+        est = pd.DataFrame(columns=list(STUDY_COLUMNS))
+    truth = _truth(tw.potential_outcomes(), tert, single) if twin else _empty_truth()
+    return StudyResult(
+        scenario=scenario,
+        seed_entropy=int(seed.entropy),
+        spawn_key=tuple(int(k) for k in seed.spawn_key),
+        twin=twin,
+        estimates=est,
+        truth=truth,
+        curves=_curves(ds),
+        dataset=ds.assign(tertile=tert.to_numpy()) if keep_dataset else None,
+    )
+
+
+def _truth(po: pd.DataFrame, tert: pd.Series, single: bool) -> pd.DataFrame:
+    """The twins' rows: n, mean Y(0) (%) and mean Y(1) - Y(0) (pp) per outcome id."""
+    matched = po[po["matched"].to_numpy()].reset_index(drop=True)
+    groups = [
+        ("shared", "shared", "all", matched),
+        ("new_job", "new_job", "all", matched),
+        ("new_job_in_scope", "new_job_in_scope", "all", matched),
+        ("any_view", "any_view", "population", po),
+    ]
+    if not single:
+        labels = tert.astype(object).to_numpy()
+        groups += [
+            (f"new_job_{g}", "new_job", g, matched[labels == g]) for g in ("low", "medium", "high")
+        ]
+    rows = []
+    for rid, outcome, group, df in groups:
+        y1, y0 = df[f"{outcome}_1"].to_numpy(), df[f"{outcome}_0"].to_numpy()
+        rows.append(
+            {
+                "id": rid,
+                "group": group,
+                "n": len(df),
+                "control_mean": 100 * float(y0.mean()) if len(df) else math.nan,
+                "true_effect": 100 * float(y1.mean() - y0.mean()) if len(df) else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _empty_truth() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": pd.Series(dtype=str),
+            "group": pd.Series(dtype=str),
+            "n": pd.Series(dtype=int),
+            "control_mean": pd.Series(dtype=float),
+            "true_effect": pd.Series(dtype=float),
+        }
+    )
+
+
+def _curves(ds: pd.DataFrame, months: int = 12) -> pd.DataFrame:
+    """Share of each arm with a new job within m months of randomization (m = 0..12)."""
+    rows = []
+    weeks = ds["new_job_weeks"].to_numpy()
+    follow = ds["followup_weeks"].to_numpy()
+    for arm in (0, 1):
+        sel = ds["treated"].to_numpy() == arm
+        for m in range(months + 1):
+            w = m * 52 / 12
+            at_risk = sel & (follow >= w)  # learners followed at least m months
+            got = at_risk & (weeks <= w)
+            rows.append(
+                {
+                    "months": m,
+                    "treated": arm,
+                    "share": float(got.sum() / max(at_risk.sum(), 1)),
+                    "n": int(at_risk.sum()),
+                }
+            )
+    return pd.DataFrame(rows)
