@@ -21,8 +21,8 @@ import tomllib
 
 import pandas as pd
 
-from sim.study import run_twins
 from sim.params import load_scenario
+from sim.study import run_twins
 
 CONFIGS = {
     "both channels": {},

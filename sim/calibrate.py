@@ -42,10 +42,10 @@ import numpy as np
 from scipy.optimize import brentq
 
 from sim import dynamics as dyn
-from sim.study import run_study
 from sim.model import CredentialMarket
 from sim.params import Scenario, load_scenario
 from sim.store import git_info
+from sim.study import run_study
 from sim.targets import TARGETS
 
 __all__ = [

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim.study import run_study
 from sim.params import Scenario
+from sim.study import run_study
 from sim.targets import TARGETS
 
 __all__ = ["ROW_IDS", "Replication", "replicate", "run_replication", "summarize"]

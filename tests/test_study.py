@@ -12,6 +12,8 @@ import pytest
 
 from sim import calibrate as cal
 from sim import reproduce
+from sim.model import NO_WEEK
+from sim.params import Scenario, load_scenario
 from sim.study import (
     OUTCOMES,
     population_dataset,
@@ -19,8 +21,6 @@ from sim.study import (
     study_dataset,
     true_effects,
 )
-from sim.model import NO_WEEK
-from sim.params import Scenario, load_scenario
 from sim.targets import TARGETS
 
 ROOT = Path(__file__).resolve().parent.parent
