@@ -50,10 +50,11 @@ Choices MODEL.md leaves open, written down here:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtri
+from scipy.special import ndtri, pdtr
 
 from sim.network import ProfessionalGraph
 from sim.params import DOMAINS, Scenario
@@ -72,6 +73,7 @@ __all__ = [
     "choose",
     "expand_csr",
     "flows",
+    "poisson_quantile",
     "posterior_mean",
     "report_new_jobs",
     "screen_and_hire",
@@ -79,7 +81,7 @@ __all__ = [
     "searching",
     "seed_vacancies",
     "share",
-    "unique_first",
+    "unique_pairs",
     "visibility",
 ]
 
@@ -291,16 +293,25 @@ def share(
     u = rng.random(len(state.shared))  # one draw per learner, used or not (CRN)
     idx = np.flatnonzero(~state.shared & (pop.grant_week <= week))
     grant, opens, tr = pop.grant_week[idx], state.app_open_week[idx], treated[idx]
-    age = (week - grant).astype(np.float32)
-    act = pop.activity[idx] ** np.float32(s.activity_elasticity)
-    h = (s.hazard_floor + s.hazard_at_grant * np.exp(-age / s.hazard_decay_weeks)) * act
-    opened = tr & (opens >= 0) & (opens <= week)
-    h = np.where(opened, h * s.two_click_multiplier, h)
+    age = week - grant
+    # the hazard's age profile, tabulated once for the ages present (integer weeks)
+    ages = np.arange(int(age.max(initial=0)) + 1, dtype=np.float32)
+    profile = s.hazard_floor + s.hazard_at_grant * np.exp(-ages / s.hazard_decay_weeks)
+    act = pop.activity[idx]
+    if s.activity_elasticity != 1.0:
+        act = act ** np.float32(s.activity_elasticity)
+    h = profile[age] * act
+    if s.two_click_multiplier != 1.0:
+        opened = tr & (opens >= 0) & (opens <= week)
+        h = np.where(opened, h * s.two_click_multiplier, h)
     h = np.minimum(h, s.max_hazard)
-    notified = tr & (opens >= 0) & ((week == opens) | (week == opens + s.second_notification_weeks))
-    p_nudge = np.where(notified, -np.expm1(-s.nudge_strength * act), 0.0)
-    p = 1.0 - (1.0 - h) * (1.0 - p_nudge)
-    new = idx[u[idx] < p]
+    notified = np.flatnonzero(
+        tr & (opens >= 0) & ((week == opens) | (week == opens + s.second_notification_weeks))
+    )
+    # chance of not sharing: 1 - h, times 1 - p_nudge in a notification week
+    stay = 1.0 - h
+    stay[notified] *= 1.0 + np.expm1(-s.nudge_strength * act[notified])
+    new = idx[u[idx] < 1.0 - stay]
     state.shared[new] = True
     state.share_week[new] = week
     return new
@@ -393,18 +404,39 @@ class Candidates:
     sourced_views: np.ndarray  # int32 per learner: recruiter looks at shared credentials
 
 
-def unique_first(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique values of ``key`` and a position at which each occurs.
+def unique_pairs(vacancy: np.ndarray, learner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (vacancy, learner) pairs, sorted by vacancy, then learner.
 
-    Which of several equal keys is "first" is left to the sort (callers only use it to
-    pick one of identical pairs); a plain sort is faster than ``np.unique``'s hash path
-    and than a stable sort on large integer arrays.
+    Sorting the combined key itself (not an argsort) is what makes this cheap: the pair is
+    read back from the key.
     """
-    order = np.argsort(key)
-    ks = key[order]
-    first = np.ones(len(ks), dtype=bool)
-    first[1:] = ks[1:] != ks[:-1]
-    return ks[first], order[first]
+    width = int(learner.max(initial=0)) + 1
+    key = np.sort(vacancy * width + learner)
+    keep = np.ones(len(key), dtype=bool)
+    keep[1:] = key[1:] != key[:-1]
+    key = key[keep]
+    return key // width, key % width
+
+
+def poisson_quantile(lam: float, u: np.ndarray) -> np.ndarray:
+    """``Poisson(lam)`` draws by inversion: the smallest ``k`` with ``F(k) > u``.
+
+    One uniform per draw, so a learner's count depends on its own uniform only: two
+    worlds that differ in one learner's employment (the twin runs) still give every other
+    learner the same count. (Numpy's sampler consumes a varying number of uniforms per
+    draw, so one different rate would shift every later learner's draws.)
+    """
+    if lam <= 0:
+        return np.zeros(len(u), dtype=np.int64)
+    cdf = pdtr(np.arange(int(lam + 12 * math.sqrt(lam) + 30)), lam)  # P(X <= k)
+    # the first few thresholds by comparison (cheap), the rare tail by binary search
+    head = min(4, len(cdf))
+    x = np.zeros(len(u), dtype=np.int64)
+    for c in cdf[:head]:
+        x += u >= c
+    tail = np.flatnonzero(u >= cdf[head - 1])
+    x[tail] = np.searchsorted(cdf, u[tail], side="right")
+    return x
 
 
 def _group_index(keys: np.ndarray, n_groups: int):
@@ -464,8 +496,12 @@ def search_and_apply(
     nd = max(nd, int(vac.domain.max(initial=0)) + 1, 4)
     n_vac = len(vac)
     # applications: per-learner counts from a fixed-size draw
-    lam = np.where(state.employed, m.applications_employed, m.applications_unemployed)
-    n_app = rng_apply.poisson(lam)
+    u_app = rng_apply.random(n)
+    n_app = np.where(
+        state.employed,
+        poisson_quantile(m.applications_employed, u_app),
+        poisson_quantile(m.applications_unemployed, u_app),
+    )
     app_learner = np.repeat(np.arange(n, dtype=np.int64), n_app)
     k = len(app_learner)
     in_dom = rng_apply.random(k) < m.in_domain_application_share
@@ -541,12 +577,14 @@ def posterior_mean(scn: Scenario, idx: np.ndarray, pop: Learners, shared: np.nda
     the prior mean ``mu``.
     """
     sg = scn.signal
-    mu = pop.prior_mean[idx].astype(np.float64)
     if not sg.enabled or sg.credibility == 0:
-        return mu
-    tp = pop.prior_precision[idx]
-    tc = np.where(shared[idx], sg.credibility * pop.signal_precision[idx], 0.0)
-    return (tp * mu + tc * pop.signal[idx]) / (tp + tc)
+        return pop.prior_mean[idx].astype(np.float64)
+    # every learner's belief (contiguous arrays), then one gather: cheaper than five
+    # gathers when ``idx`` is most of the population
+    mu = pop.prior_mean.astype(np.float64)
+    tp = pop.prior_precision
+    tc = np.where(shared, sg.credibility * pop.signal_precision, 0.0)
+    return ((tp * mu + tc * pop.signal) / (tp + tc))[idx]
 
 
 @dataclass
@@ -568,34 +606,40 @@ class Hires:
 
 def choose(
     scn: Scenario,
-    cand: Candidates,
+    vacancy: np.ndarray,
+    learner: np.ndarray,
+    belief: np.ndarray,
     n_vacancies: int,
-    score_of: np.ndarray,
     rng: np.random.Generator,
 ) -> Hires:
     """The hiring rule: fill each vacancy with its best candidate above the bar, if any.
 
-    ``score_of`` is the posterior mean of each candidate pair's learner. Per vacancy: the
-    best learner candidate (score + fit noise), the best background applicant, and the bar;
-    the best candidate above the bar is hired. A learner with several offers takes the one
-    with the highest score; each vacancy is filled at most once.
+    The candidate pairs are distinct and sorted by vacancy (:func:`unique_pairs`);
+    ``belief`` is the employer's posterior mean of each pair's learner. Per vacancy: the
+    best learner candidate (belief + fit noise), the best background applicant, and the
+    bar; the best candidate above the bar is hired. A learner with several offers takes
+    the one with the highest score; each vacancy is filled at most once.
     """
     m = scn.market
-    # drop duplicate (vacancy, learner) pairs: one application counts once
-    key = cand.vacancy * (int(cand.learner.max(initial=0)) + 1) + cand.learner
-    key, first = unique_first(key)
-    vac_c, lrn_c = cand.vacancy[first], cand.learner[first]
-    score = score_of[first] + m.fit_noise_sd * rng.standard_normal(len(first))
+    score = belief + m.fit_noise_sd * rng.standard_normal(len(vacancy))
 
-    # best learner per vacancy (pairs are sorted by vacancy already)
+    # best learner per vacancy: pairs come in vacancy blocks, so the first pair of a
+    # block that reaches the block's maximum (ties have probability zero)
     best = np.full(n_vacancies, -np.inf)
-    np.maximum.at(best, vac_c, score)
-    is_best = score >= best[vac_c]
-    # one best pair per vacancy (ties have probability zero; keep the first)
+    starts = (
+        np.flatnonzero(np.r_[True, vacancy[1:] != vacancy[:-1]])
+        if len(vacancy)
+        else np.empty(0, np.int64)
+    )
+    best[vacancy[starts]] = np.maximum.reduceat(score, starts) if len(starts) else best[:0]
+    cand_pos = np.flatnonzero(score >= best[vacancy])
+    first = (
+        np.r_[True, vacancy[cand_pos][1:] != vacancy[cand_pos][:-1]]
+        if len(cand_pos)
+        else np.empty(0, bool)
+    )
     best_pair = np.full(n_vacancies, -1, dtype=np.int64)
-    cand_pos = np.flatnonzero(is_best)
-    vac_best, at = unique_first(vac_c[cand_pos])
-    best_pair[vac_best] = cand_pos[at]
+    best_pair[vacancy[cand_pos[first]]] = cand_pos[first]
 
     # best of Poisson(K) background applicants, drawn directly as a maximum
     k = rng.poisson(m.background_applicants, n_vacancies)
@@ -610,7 +654,7 @@ def choose(
 
     offer_vac = np.flatnonzero(learner_wins)
     offer_pair = best_pair[offer_vac]
-    offer_lrn = lrn_c[offer_pair]
+    offer_lrn = learner[offer_pair]
     offer_score = score[offer_pair]
     # each learner accepts the best of its offers
     order = np.lexsort((-offer_score, offer_lrn))
@@ -620,7 +664,7 @@ def choose(
         vacancy=offer_vac[take],
         learner=offer_lrn[take],
         background=np.flatnonzero(background_wins),
-        n_candidates=len(first),
+        n_candidates=len(vacancy),
     )
 
 
@@ -641,8 +685,9 @@ def screen_and_hire(
     learner's credential was granted (``first_job_week``, and ``first_scope_job_week``
     for a vacancy in scope).
     """
-    score = posterior_mean(scn, cand.learner, pop, state.shared)
-    hires = choose(scn, cand, len(market.vacancies), score, rng)
+    vacancy, learner = unique_pairs(cand.vacancy, cand.learner)  # one application counts once
+    belief = posterior_mean(scn, learner, pop, state.shared)
+    hires = choose(scn, vacancy, learner, belief, len(market.vacancies), rng)
     i, vac = hires.learner, market.vacancies
     in_scope = vac.in_scope[hires.vacancy]
     state.employed[i] = True

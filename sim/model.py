@@ -29,6 +29,7 @@ import mesa
 import networkx as nx
 import numpy as np
 import pandas as pd
+from mesa.agentset import AbstractAgentSet
 
 from sim import dynamics as dyn
 from sim.agents import Employer, Learner
@@ -234,14 +235,14 @@ class CredentialMarket(mesa.Model):
 
     # ---- agents and the graph -----------------------------------------------------------
     @property
-    def learners(self) -> mesa.agent.AgentSet:
+    def learners(self) -> AbstractAgentSet:
         """The learners as a Mesa ``AgentSet`` of :class:`~sim.agents.Learner` views
         (built on first access: a few seconds for the study's 880,000)."""
         self._build_agents()
         return self.agents_by_type[Learner]
 
     @property
-    def employers(self) -> mesa.agent.AgentSet:
+    def employers(self) -> AbstractAgentSet:
         """The employers as a Mesa ``AgentSet`` of :class:`~sim.agents.Employer` views."""
         self._build_agents()
         return self.agents_by_type[Employer]
@@ -431,8 +432,8 @@ def _scenario(scenario: Scenario | str | Path | None, overrides: dict[str, Any])
 
 
 def _share(flag: np.ndarray, among: np.ndarray) -> float:
-    k = int(among.sum())
-    return float(flag[among].sum() / k) if k else float("nan")
+    k = np.count_nonzero(among)
+    return float(np.count_nonzero(flag & among) / k) if k else float("nan")
 
 
 def _employers_for_graph(scn: Scenario, graph: ProfessionalGraph, rng) -> Employers:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,7 @@ __all__ = [
     "run_study",
     "run_twins",
     "study_dataset",
+    "study_outcomes",
     "true_effects",
 ]
 
@@ -440,3 +442,35 @@ def _curves(ds: pd.DataFrame, months: int = 12) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+# ---- the model as a function ------------------------------------------------------------
+
+
+def study_outcomes(
+    scenario: Scenario | str = "paper",
+    *,
+    seed: int | np.random.SeedSequence = 0,
+    twin: bool = True,
+    **params: Any,
+) -> dict[str, float]:
+    """One study as a function from parameters to outcomes (the EMA Workbench's view).
+
+    ``params`` are scenario values by dotted key (``**{"signal.credibility": 0.5}``),
+    applied to ``scenario`` (a :class:`~sim.params.Scenario`, or a scenario's name or
+    path). Returns a flat dict: for every row of :meth:`StudyResult.rows`,
+    ``"<id>.effect"``, ``"<id>.se"``, ``"<id>.control_mean"`` and (with ``twin``)
+    ``"<id>.true_effect"``, in the units of :class:`StudyResult`.
+    """
+    if not isinstance(scenario, Scenario):
+        from sim.params import load_scenario
+
+        scenario = load_scenario(scenario)
+    if params:
+        scenario = scenario.with_overrides(params, source="study_outcomes(**params)")
+    rows = run_study(scenario, seed, twin=twin).rows()
+    out: dict[str, float] = {}
+    for r in rows.itertuples(index=False):
+        for col in ("effect", "se", "control_mean") + (("true_effect",) if twin else ()):
+            out[f"{r.id}.{col}"] = float(getattr(r, col))
+    return out
