@@ -34,7 +34,7 @@ CONFIGS = {
 def world_row(result, matched_new_job: float, all_new_job: float) -> dict[str, float]:
     """Market totals of one world over the whole run (burn-in included)."""
     hires = result.hires
-    by_learner = hires[hires["learner"] >= 0].groupby("learner").size()
+    by_learner = hires[~hires["background"]].groupby("learner").size()
     s = result.series
     return {
         "new job, matched (%)": 100 * matched_new_job,

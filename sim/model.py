@@ -323,20 +323,30 @@ class CredentialMarket(mesa.Model):
         return pd.DataFrame(self._series, columns=list(SERIES_COLUMNS))
 
     def hires_log(self) -> pd.DataFrame:
-        """Every filled vacancy: week, vacancy id, learner (-1: background), in scope."""
+        """Every filled vacancy: ``week`` and ``date`` of the hire, ``vacancy_id``,
+        ``learner`` (``<NA>`` for a background job seeker), ``in_scope``, ``background``."""
         cols = ["week", "vacancy_id", "learner", "in_scope", "background"]
-        if not self._hires:
-            return pd.DataFrame(columns=cols)
-        return pd.DataFrame(
-            {c: np.concatenate([h[k] for h in self._hires]) for k, c in enumerate(cols)}
-        )
+        parts = [
+            np.concatenate([h[k] for h in self._hires]) if self._hires else np.empty(0, dt)
+            for k, dt in enumerate((np.int16, np.int64, np.int64, bool, bool))
+        ]
+        df = pd.DataFrame(dict(zip(cols, parts, strict=True)))
+        df["learner"] = pd.arrays.IntegerArray(parts[2], parts[4].copy())
+        df.insert(1, "date", self._dates(df["week"].to_numpy(dtype=float)))
+        return df
+
+    def _dates(self, weeks: np.ndarray) -> pd.Series | pd.DatetimeIndex:
+        """Dates of week numbers (NaN: ``NaT``)."""
+        start = pd.Timestamp(self.params.calendar.start_date)
+        return start + pd.to_timedelta(np.asarray(weeks, dtype=float) * 7, unit="D")
 
     def learners_frame(self) -> pd.DataFrame:
         """One row per learner: traits, assignment and final state.
 
         Week columns (``grant_week``, ``share_week``, ``*_job_week``, ``app_open_week``)
         count weeks from ``calendar.start_date`` and are nullable integers: ``<NA>`` where
-        the event never happened. ``grant_date``, ``share_date`` and ``seen_job_date``
+        the event never happened; ``job_employer`` is ``<NA>`` for a job held since before
+        the run (or none). ``grant_date``, ``share_date`` and ``seen_job_date``
         give the same events as dates.
         """
         pop, st = self.population, self.state
@@ -370,10 +380,10 @@ class CredentialMarket(mesa.Model):
                 never = (v < 0) if f.name == "app_open_week" else (v == NO_WEEK)
                 v = pd.arrays.IntegerArray(v.astype(np.int16), never)
             df[f.name] = v
-        start = pd.Timestamp(self.params.calendar.start_date)
+        df["job_employer"] = pd.arrays.IntegerArray(st.job_employer, st.job_employer < 0)
         for col in ("grant", "share", "seen_job"):
             weeks = df[f"{col}_week"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-            df[f"{col}_date"] = start + pd.to_timedelta(weeks * 7, unit="D")
+            df[f"{col}_date"] = self._dates(weeks)
         return df
 
     def result(self) -> RunResult:

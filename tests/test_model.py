@@ -86,7 +86,7 @@ def test_a_learner_is_hired_at_most_once_a_week(small_run):
     hires = small_run.result.hires
     learners = hires[~hires["background"]]
     assert (learners["learner"] >= 0).all()
-    assert (hires.loc[hires["background"], "learner"] == -1).all()
+    assert hires.loc[hires["background"], "learner"].isna().all()
     assert not learners.duplicated(["week", "learner"]).any()
 
 
@@ -102,7 +102,7 @@ def test_employment_state_is_consistent(small_run):
     model, df = small_run.model, small_run.result.learners
     assert df["employed"].dtype == bool
     employed, started = df["employed"].to_numpy(), df["jobs_started"].to_numpy()
-    job_employer = df["job_employer"].to_numpy()
+    job_employer = df["job_employer"].to_numpy(dtype=float, na_value=-1)
     n_employers = len(model.market.employers)
     hired_now = employed & (started > 0)
     assert hired_now.any()
