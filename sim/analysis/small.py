@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import tomllib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,39 +30,6 @@ __all__ = ["SMALL_DIR", "load_or_run_small", "run_small", "small_sweep"]
 
 #: Where :func:`run_small` keeps its reduced-scale runs (git-ignored, like results/).
 SMALL_DIR = PROJECT_ROOT / "results" / "notebook_sweeps"
-
-
-def _toml_key(k: str) -> str:
-    return k if k.replace("_", "").isalnum() else json.dumps(k)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, Mapping):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {type(v).__name__} to a sweep file")
-
-
-def _dump_sweep(data: Mapping[str, Any]) -> str:
-    """Write a sweep file's tables ([sweep] with [sweep.overrides], [parameters], ...)."""
-    out = []
-    for table, body in data.items():
-        subs = {k: v for k, v in body.items() if isinstance(v, Mapping) and table == "sweep"}
-        out.append(f"[{table}]")
-        out += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in body.items() if k not in subs]
-        out.append("")
-        for k, v in subs.items():
-            out.append(f"[{table}.{k}]")
-            out += [f"{_toml_key(kk)} = {_toml_value(vv)}" for kk, vv in v.items()]
-            out.append("")
-    return "\n".join(out)
 
 
 def small_sweep(
@@ -84,6 +50,8 @@ def small_sweep(
     ``credsim calibrate`` has written it. Returns a validated :class:`sim.sweep.SweepSpec`
     named ``<name>_small``.
     """
+    import tomli_w  # imported here: only this function writes TOML
+
     from sim import sweep
 
     path = Path(sweeps_dir) / f"{name}.toml"
@@ -118,13 +86,12 @@ def small_sweep(
             lo, hi, _ = spec["grid"]
             spec["grid"] = [lo, hi, grid_points]
         params[key] = spec
-    text = f"# Written by experiments/analyze.py (small_sweep) from {path.name}.\n" + _dump_sweep(
-        {
-            "sweep": sw,
-            "parameters": params,
-            **({"sample": data["sample"]} if "sample" in data else {}),
-        }
-    )
+    doc = {
+        "sweep": sw,
+        "parameters": params,
+        **({"sample": data["sample"]} if "sample" in data else {}),
+    }
+    text = f"# Written by sim.analysis.small_sweep from {path.name}.\n" + tomli_w.dumps(doc)
     return sweep.parse_sweep(text, source=f"{path} (reduced scale)", folder=path.parent)
 
 
@@ -151,7 +118,9 @@ def run_small(
     from sim import sweep
 
     spec = small_sweep(name, **kwargs)
-    digest = hashlib.sha256((spec.text + spec.base.to_toml()).encode()).hexdigest()[:10]
+    # the sweep as read back (not its text, which depends on the TOML writer) and its base
+    design = json.dumps(spec.data, sort_keys=True, default=str) + spec.base.to_toml()
+    digest = hashlib.sha256(design.encode()).hexdigest()[:10]
     out = Path(out_root) / f"{spec.name}-{digest}"
     say = log or (lambda _m: None)
     say(
@@ -180,7 +149,7 @@ def run_small(
             executor,
             progress=progress,
             log=log,
-            executor_info="experiments/analyze.py run_small",
+            executor_info="sim.analysis.run_small",
         )
     if outcome.failed:
         say(f"  {len(outcome.failed)} task(s) failed; see {out}/tasks")
