@@ -35,6 +35,7 @@ def analyze_script(argv: list[str]) -> int:
 
 
 NUDGE, CRED = analysis.NUDGE, analysis.CREDIBILITY
+T95_1DOF = 12.706205  # Student's t, 97.5% quantile, 1 degree of freedom
 BASE_NUDGE = 0.01
 
 
@@ -174,7 +175,7 @@ def test_point_table_means_intervals_and_failed_tasks() -> None:
     pt = analysis.point_table(df, [CRED]).set_index("point")
     a, b = pt.loc[0], pt.loc[1]
     assert (a["n"], a["effect"], a["effect_sd"]) == (2, 2.0, pytest.approx(np.sqrt(2)))
-    hw = 1.96 * np.sqrt(2) / np.sqrt(2)
+    hw = T95_1DOF * np.sqrt(2) / np.sqrt(2)  # Student's t, 1 degree of freedom
     assert (a["effect_lo"], a["effect_hi"]) == (pytest.approx(2 - hw), pytest.approx(2 + hw))
     assert a["rel"] == pytest.approx(2.0 / 20.0) and a["true_rel"] == pytest.approx(1.5 / 20)
     assert a["rel_hi"] == pytest.approx((2 + hw) / 20)
@@ -182,6 +183,18 @@ def test_point_table_means_intervals_and_failed_tasks() -> None:
     assert b["n"] == 1 and b["effect"] == 2.0 and b[CRED] == 0.9
     assert b["effect_hi"] - b["effect"] == pytest.approx(1.96 * 0.4)
     assert np.isnan(b["true_lo"])  # no spread of the truth from one replication
+
+
+def test_intervals_over_replications_use_students_t() -> None:
+    assert analysis.common.t95(2) == pytest.approx(T95_1DOF)
+    assert analysis.common.t95(4) == pytest.approx(3.182446)
+    assert list(analysis.common.t95(np.array([30.0, 1.0]))[:1]) == pytest.approx([2.045230])
+    assert np.isnan(analysis.common.t95(1))
+    # 4 replications of 0, 1, 2, 3: mean 1.5 +- t(3) sd / 2
+    df = store([{CRED: 0.5}], lambda v, r: {"new_job": (float(r), 0.4, 20.0, float(r))}, reps=4)
+    row = analysis.point_table(df, [CRED]).iloc[0]
+    hw = 3.182446 * np.std([0, 1, 2, 3], ddof=1) / 2
+    assert (row["effect_lo"], row["true_hi"]) == (pytest.approx(1.5 - hw), pytest.approx(1.5 + hw))
 
 
 # ---- nudge x credibility -------------------------------------------------------------------
@@ -374,11 +387,15 @@ def test_crowding_out_arithmetic() -> None:
     assert co["total"] == pytest.approx(600)
     assert co["crowding"] == pytest.approx(1 - 600 / 1_100)
     assert co["crowding_true"] == pytest.approx(0.4)
-    hw_total = 100_000 / 100 * 1.96 * np.std([0.55, 0.65], ddof=1) / np.sqrt(2)
+    hw_total = 100_000 / 100 * T95_1DOF * np.std([0.55, 0.65], ddof=1) / np.sqrt(2)
     assert co["total_hi"] - co["total"] == pytest.approx(hw_total)
-    se_crowding = (hw_total / 1.96) / 1_000  # the 50/50 truth has no spread here
+    se_crowding = (hw_total / T95_1DOF) / 1_000  # the 50/50 truth has no spread here
     assert co["crowding_true_lo"] == pytest.approx(0.4 - hw_total / 1_000)
-    assert co["crowding_true_hi"] - 0.4 == pytest.approx(1.96 * se_crowding)
+    assert co["crowding_true_hi"] - 0.4 == pytest.approx(T95_1DOF * se_crowding)
+    # the estimate's part: t with the fewer degrees of freedom of the two parts (1 here)
+    se_itt = np.std([1.0, 1.2], ddof=1) / np.sqrt(2)  # pp
+    se_c = np.hypot(se_crowding * 1_000 / 1_100, 0.6 * se_itt / 1.1**2)
+    assert co["crowding_hi"] - co["crowding"] == pytest.approx(T95_1DOF * se_c)
     bars = analysis.crowding_out_table(co)
     assert list(bars["kind"]) == ["prediction", "prediction", "total"]
     fig = plots.crowding_out_bars(bars)

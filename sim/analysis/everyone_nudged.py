@@ -19,11 +19,13 @@ import pandas as pd
 from sim import plots
 from sim.analysis.common import (
     TREATED_SHARE,
+    Z95,
     Analysis,
     SweepResults,
     point_row,
     point_table,
     pp,
+    t95,
 )
 
 __all__ = ["analyze", "conclude_everyone_nudged", "crowding_out", "crowding_out_table"]
@@ -41,7 +43,10 @@ def crowding_out(
     total effect of nudging everyone versus no one (``total``), crowding out included.
     ``crowding`` = 1 - total / predicted, the share of the predicted gain that does not
     materialise (``crowding_true`` against ``predicted_true``); ``*_lo``/``*_hi`` are 95%
-    intervals (delta method for the ratios, the parts independent). ``n_learners``
+    intervals: those of :func:`point_table` scaled for the counts; for the ratios the
+    delta method (the parts independent, each part's SE read back from its interval)
+    with Student's t on the fewer degrees of freedom of the two parts (conservative; one
+    study's own SE counts as infinite). ``n_learners``
     defaults to the sweep's population; the effects are on the matched sample's
     reported jobs, extrapolated to every learner.
     """
@@ -71,15 +76,31 @@ def crowding_out(
         "total": (tot, tot_lo, tot_hi),
     }.items():
         out[key], out[f"{key}_lo"], out[f"{key}_hi"] = (n * m / 100, n * lo / 100, n * hi / 100)
-    for key, (p, plo, phi) in {
-        "crowding": (itt, itt_lo, itt_hi),
-        "crowding_true": (tru, tru_lo, tru_hi),
+    dof_t = _dof(get(full, "n_true"))
+    for key, (p, plo, phi, dof_p) in {
+        "crowding": (itt, itt_lo, itt_hi, _dof(get(half, "n"))),
+        "crowding_true": (tru, tru_lo, tru_hi, _dof(get(half, "n_true"))),
     }.items():
-        se_p, se_t = (phi - plo) / (2 * 1.96), (tot_hi - tot_lo) / (2 * 1.96)
+        se_p = (phi - plo) / (2 * _q95(dof_p))
+        se_t = (tot_hi - tot_lo) / (2 * _q95(dof_t))
         c = 1 - tot / p if p else nan
         se_c = math.sqrt((se_t / p) ** 2 + (tot * se_p / p**2) ** 2) if p else nan
-        out[key], out[f"{key}_lo"], out[f"{key}_hi"] = c, c - 1.96 * se_c, c + 1.96 * se_c
+        q = _q95(min(dof_p, dof_t)) if not math.isnan(dof_p + dof_t) else nan
+        out[key], out[f"{key}_lo"], out[f"{key}_hi"] = c, c - q * se_c, c + q * se_c
     return out
+
+
+def _dof(n: float) -> float:
+    """Degrees of freedom of a :func:`point_table` interval from ``n`` replications
+    (``n - 1``; one replication's interval is its study's large-sample SE: infinite)."""
+    return n - 1 if n >= 2 else math.inf if n == 1 else math.nan
+
+
+def _q95(dof: float) -> float:
+    """The 97.5% quantile of the interval with ``dof`` degrees of freedom."""
+    if math.isnan(dof):
+        return math.nan
+    return Z95 if math.isinf(dof) else float(t95(dof + 1))
 
 
 def crowding_out_table(co: Mapping[str, float]) -> pd.DataFrame:
