@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from sim.params import Scenario
+from sim.paths import PROJECT_ROOT
 
 __all__ = [
     "CREDIBILITY",
@@ -61,9 +62,6 @@ __all__ = [
     "t95",
 ]
 
-#: The project root: the folder holding the ``sim`` package, ``scenarios/`` and
-#: ``experiments/``.
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SWEEPS_DIR = PROJECT_ROOT / "experiments" / "sweeps"
 SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
 
