@@ -20,6 +20,7 @@ with their traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 import time
@@ -66,6 +67,25 @@ def _safe_name(name: str) -> str:
 
 def _err(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+class _TerminalHandler(logging.StreamHandler):
+    """Log records as plain lines on whatever ``sys.stderr`` is when they come."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr  # not the stream of when the handler was made
+        super().emit(record)
+
+
+def _log_to_terminal() -> None:
+    """Show the library's progress messages (``logging`` under ``sim``, INFO and up):
+    the package logs, only the command line decides where the lines go."""
+    logger = logging.getLogger("sim")
+    if not any(isinstance(h, _TerminalHandler) for h in logger.handlers):
+        handler = _TerminalHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 # ---- credsim run -----------------------------------------------------------------------
@@ -587,6 +607,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors (already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     args.command = [PROG, *words]
+    _log_to_terminal()
     try:
         return args.handler(args)
     except (ScenarioError, _CliError, FileExistsError) as err:

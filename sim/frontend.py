@@ -10,6 +10,7 @@ the command line can install them without importing the app (and Solara's server
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
@@ -18,6 +19,8 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["FRONTEND_PACKAGES", "frontend_packages", "install_frontend_assets"]
+
+logger = logging.getLogger(__name__)
 
 #: npm packages the page's browser code comes from with Solara 1.64 and ipyvue 3 (the
 #: locked versions). :func:`frontend_packages` reads the installed Solara's own pins and
@@ -55,14 +58,15 @@ def frontend_packages() -> tuple[str, ...]:
     return tuple(m.group(1) for m in found)
 
 
-def install_frontend_assets(cache_dir: Path | None = None, log=print) -> list[str]:
+def install_frontend_assets(cache_dir: Path | None = None) -> list[str]:
     """Put the page's browser code into Solara's CDN cache; return the packages missing.
 
     ``cache_dir`` defaults to Solara's (``SOLARA_ASSETS_PROXY_CACHE_DIR``, by default
     ``<venv>/share/solara/cdn``). Packages already there are left alone; others are
     fetched with ``npm pack`` (the npm registry's own client) and unpacked as the CDN lays
     them out (``<name>@<version>/<file>``). Without ``npm``, or when a fetch fails, the
-    package is reported missing and Solara falls back to the CDN at page load.
+    package is reported missing (and logged) and Solara falls back to the CDN at page
+    load.
     """
     if cache_dir is None:
         from solara.server import settings
@@ -74,11 +78,11 @@ def install_frontend_assets(cache_dir: Path | None = None, log=print) -> list[st
         return []
     npm = shutil.which("npm")
     if npm is None:
-        log(f"npm not found: the app's page will load {', '.join(todo)} from the CDN")
+        logger.warning("npm not found: the app's page will load %s from the CDN", ", ".join(todo))
         return todo
     missing = []
     for spec in todo:
-        log(f"fetching the app's browser code {spec} from the npm registry")
+        logger.info("fetching the app's browser code %s from the npm registry", spec)
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 out = subprocess.run(
@@ -98,6 +102,6 @@ def install_frontend_assets(cache_dir: Path | None = None, log=print) -> list[st
                     shutil.rmtree(target)
                 shutil.move(str(unpacked / "package"), str(target))
             except (subprocess.SubprocessError, OSError, IndexError, tarfile.TarError) as err:
-                log(f"could not fetch {spec} ({err}); the page will try the CDN")
+                logger.warning("could not fetch %s (%s); the page will try the CDN", spec, err)
                 missing.append(spec)
     return missing

@@ -10,6 +10,7 @@ that the page updates without errors; it saves ``results/app_screenshot.png``.
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import os
 import re
@@ -248,11 +249,32 @@ def test_frontend_packages_are_the_installed_solaras():
     assert set(frontend.frontend_packages()) == set(frontend.FRONTEND_PACKAGES)  # locked
 
 
-def test_frontend_assets_are_left_alone_when_present(tmp_path):
+def test_frontend_assets_are_left_alone_when_present(tmp_path, caplog):
     for spec in frontend.frontend_packages():
         (tmp_path / spec).mkdir(parents=True)
         (tmp_path / spec / "package.json").write_text("{}")
-    assert frontend.install_frontend_assets(tmp_path, log=lambda msg: pytest.fail(msg)) == []
+    with caplog.at_level(logging.DEBUG, logger="sim"):
+        assert frontend.install_frontend_assets(tmp_path) == []
+    assert not caplog.records  # nothing to fetch, nothing to say
+
+
+def test_the_cli_shows_the_librarys_log_lines(capsys, monkeypatch):
+    """Library code logs (no print); the CLI's handler shows the lines on the terminal."""
+    from sim.cli import main
+
+    class NoServer:  # stands in for `solara run`
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(frontend.shutil, "which", lambda _name: None)  # no npm here
+    monkeypatch.setattr(frontend, "frontend_packages", lambda: ("left-pad@1.3.0",))
+    monkeypatch.setattr(subprocess, "Popen", NoServer)
+    assert main(["app", "--no-open", "--port", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "npm not found: the app's page will load left-pad@1.3.0 from the CDN\n" in err
 
 
 def test_the_app_and_the_cli_do_not_import_each_other():

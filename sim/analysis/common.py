@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,6 @@ __all__ = [
     "VISIBILITY",
     "Z95",
     "Analysis",
-    "Log",
     "SweepResults",
     "calibrated_point",
     "load_experiment",
@@ -71,9 +70,6 @@ PRECISION = "signal.max_signal_precision"
 TREATED_SHARE = "study.treated_share"
 VISIBILITY = "visibility.enabled"
 SIGNAL = "signal.enabled"
-
-Log = Callable[[str], None]
-
 
 # ---- loading -------------------------------------------------------------------------
 

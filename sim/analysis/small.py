@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tomllib
 from pathlib import Path
@@ -20,13 +21,14 @@ from sim.analysis.common import (
     PROJECT_ROOT,
     SCENARIOS_DIR,
     SWEEPS_DIR,
-    Log,
     SweepResults,
     load_experiment,
     load_results,
 )
 
 __all__ = ["SMALL_DIR", "load_or_run_small", "run_small", "small_sweep"]
+
+logger = logging.getLogger(__name__)
 
 #: Where :func:`run_small` keeps its reduced-scale runs (git-ignored, like results/).
 SMALL_DIR = PROJECT_ROOT / "results" / "notebook_sweeps"
@@ -101,7 +103,6 @@ def run_small(
     workers: int | None = None,
     executor: Any = None,
     out_root: str | Path = SMALL_DIR,
-    log: Log | None = print,
     **kwargs: Any,
 ) -> SweepResults:
     """Run :func:`small_sweep` (``kwargs`` go to it) and load its results.
@@ -110,7 +111,7 @@ def run_small(
     with the same settings resumes (finished tasks are not run again), other settings
     get their own folder. The tasks run on ``executor`` when given (left open, so that
     several sweeps can share one pool), else on ``workers`` local processes (default:
-    up to 2; with 1 they run in this process).
+    up to 2; with 1 they run in this process). Progress goes to this module's logger.
     """
     import contextlib
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -122,7 +123,7 @@ def run_small(
     design = json.dumps(spec.data, sort_keys=True, default=str) + spec.base.to_toml()
     digest = hashlib.sha256(design.encode()).hexdigest()[:10]
     out = Path(out_root) / f"{spec.name}-{digest}"
-    say = log or (lambda _m: None)
+    say = logger.info
     say(
         f"{spec.name}: {spec.n_points} points x {spec.replications} replication(s), "
         f"{spec.base.population.n_learners:,} learners, base {spec.base_ref!r} -> {out}"
@@ -148,11 +149,11 @@ def run_small(
             out,
             executor,
             progress=progress,
-            log=log,
+            log=say,
             executor_info="sim.analysis.run_small",
         )
     if outcome.failed:
-        say(f"  {len(outcome.failed)} task(s) failed; see {out}/tasks")
+        logger.warning(f"  {len(outcome.failed)} task(s) failed; see {out}/tasks")
     res = load_results(
         out,
         name=name,
@@ -165,13 +166,11 @@ def run_small(
 def load_or_run_small(
     name: str,
     results_dir: str | Path = PROJECT_ROOT / "results" / "sweeps",
-    *,
-    log: Log | None = print,
     **small: Any,
 ) -> SweepResults:
     """The full-scale results of ``name`` if ``credsim sweep`` has written them, else a
-    reduced-scale version run now (:func:`run_small` with ``small``); says which."""
-    say = log or (lambda _m: None)
+    reduced-scale version run now (:func:`run_small` with ``small``); logs which."""
+    say = logger.info
     res = load_experiment(name, results_dir)
     if res is not None and res.n_ok:
         say(f"{name}: using the full-scale sweep results in {res.folder}")
@@ -180,4 +179,4 @@ def load_or_run_small(
         f"{name}: no sweep results in {Path(results_dir) / name}; running a reduced-scale "
         "version instead"
     )
-    return run_small(name, log=log, **small)
+    return run_small(name, **small)
