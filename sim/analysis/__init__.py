@@ -18,11 +18,12 @@ conclusion of its sweep (``credsim sweep experiments/sweeps/<name>.toml``):
   or off.
 
 What they share (loading a result folder, per-point means and intervals, the calibrated
-point, saving figures) is in :mod:`~sim.analysis.common`; reduced-scale versions of the
-sweeps, for readers without the full-scale results, in :mod:`~sim.analysis.small`. The
-figures themselves are drawn by :mod:`sim.plots`. ``experiments/analyze.py`` runs all of
-it on the sweeps that exist and prints the tables and conclusions; notebooks 03 and 04
-show the same::
+point, saving figures) is in :mod:`~sim.analysis.common`, with the conventions (units,
+relative effects, 95% intervals with Student's t over replications); reduced-scale
+versions of the sweeps, for readers without the full-scale results, in
+:mod:`~sim.analysis.small`. The figures themselves are drawn by :mod:`sim.plots`.
+``experiments/analyze.py`` runs all of it on the sweeps that exist and prints the tables
+and conclusions; notebooks 03 and 04 show the same::
 
     from sim.analysis import analyze_experiment, load_experiment
 
