@@ -16,8 +16,9 @@ and the week's headline numbers.
 The main area is laid out by :func:`Dashboard` rather than by Mesa's ``components``
 grid, which does not render under the locked Solara/ipyvue 3 (see its docstring); the
 sidebar, the controls and *Reset* are Mesa's own ``SolaraViz``. Solara's page loads its
-browser code from a CDN; :func:`install_frontend_assets` (run by ``credsim app``) puts it
-in Solara's cache from the npm registry for machines that cannot reach the CDN.
+browser code from a CDN; :func:`sim.frontend.install_frontend_assets` (run by ``credsim
+app``) puts it in Solara's cache from the npm registry for machines that cannot reach the
+CDN.
 
 This module holds no model logic. :class:`AppMarket` only turns the page's keyword
 arguments into a validated :class:`~sim.params.Scenario` and hands it to
@@ -32,13 +33,8 @@ few milliseconds and the page redraws in well under a second.
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
-import tarfile
-import tempfile
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import markdown  # Solara's own Markdown renderer, used server-side
@@ -49,14 +45,13 @@ from mesa.visualization import Slider, SolaraViz
 from mesa.visualization.utils import update_counter
 
 from sim import plots
-from sim.cli import PROJECT_ROOT, resolve_scenario
 from sim.model import NO_WEEK, CredentialMarket
 from sim.params import Scenario, field_info
+from sim.paths import PROJECT_ROOT, resolve_scenario
 
 __all__ = [
     "DEFAULT_SCENARIO",
     "DEFAULT_SEED",
-    "FRONTEND_PACKAGES",
     "MODEL_PARAMS",
     "SLIDERS",
     "SLIDER_MAX_MULTIPLE",
@@ -66,9 +61,7 @@ __all__ = [
     "Headline",
     "Page",
     "arm_curves",
-    "frontend_packages",
     "headline",
-    "install_frontend_assets",
     "model_params",
     "neighbourhood",
     "network_figure",
@@ -158,7 +151,8 @@ class AppMarket(CredentialMarket):
         scenario = base.with_overrides(overrides, source="app")
         #: Scenario keys where a slider replaced the file's own value: (slider, file).
         self.overridden = {
-            key: (v, _get(base, key)) for key, v in overrides.items()
+            key: (v, _get(base, key))
+            for key, v in overrides.items()
             if key != "population.n_learners" and not math.isclose(v, _get(base, key))
         }
         self.scenario_name = scenario_name
@@ -260,8 +254,14 @@ def arm_curves(model: CredentialMarket, min_learners: int = 100) -> pd.DataFrame
             n = int(at_risk.sum())
             if n < max(min_learners, 1):
                 continue
-            rows.append({"weeks": k, "treated": arm, "n": n,
-                         **{c: float((at_risk & (e <= k)).sum() / n) for c, e in ev.items()}})
+            rows.append(
+                {
+                    "weeks": k,
+                    "treated": arm,
+                    "n": n,
+                    **{c: float((at_risk & (e <= k)).sum() / n) for c, e in ev.items()},
+                }
+            )
     return pd.DataFrame(rows, columns=["weeks", "treated", "n", "shared", "new_job"])
 
 
@@ -278,8 +278,10 @@ def headline(model: CredentialMarket) -> str:
     lines = []
     if model.steps == 0:
         first = model.week
-        lines.append(f"**Not started.** The first step runs week {first} of the burn-in "
-                     f"({-first} weeks of market before the first credential, week 0).")
+        lines.append(
+            f"**Not started.** The first step runs week {first} of the burn-in "
+            f"({-first} weeks of market before the first credential, week 0)."
+        )
         phase = None
     elif last < 0:
         phase = f"burn-in ({-last} weeks before the first credential)"
@@ -291,9 +293,11 @@ def headline(model: CredentialMarket) -> str:
         date = scn.calendar.start_date + timedelta(weeks=last)
         lines.append(f"**Week {last}** ({date:%Y-%m-%d}), {phase}")
     lines.append("")
-    rows = [("credential shared", st.shared),
-            ("new job since the credential", st.first_job_week != NO_WEEK),
-            ("employed now", st.employed)]
+    rows = [
+        ("credential shared", st.shared),
+        ("new job since the credential", st.first_job_week != NO_WEEK),
+        ("employed now", st.employed),
+    ]
     lines.append("| among learners granted so far | nudged | control | difference |")
     lines.append("|---|---:|---:|---:|")
     for label, flag in rows:
@@ -307,25 +311,32 @@ def headline(model: CredentialMarket) -> str:
     lines.append(
         f"{int(granted.sum()):,} of {n:,} learners granted; "
         f"{int(model.treated.sum()):,} nudged. "
-        + (f"This week: {int(week_row['hires_learners'])} learners and "
-           f"{int(week_row['hires_background'])} background seekers hired, "
-           f"{int(week_row['vacancies_open'])} vacancies open."
-           if week_row is not None else "Press *Step* or ▶ to run the weeks.")
+        + (
+            f"This week: {int(week_row['hires_learners'])} learners and "
+            f"{int(week_row['hires_background'])} background seekers hired, "
+            f"{int(week_row['vacancies_open'])} vacancies open."
+            if week_row is not None
+            else "Press *Step* or ▶ to run the weeks."
+        )
     )
     lines.append("")
     lines.append(
         f"This run: scenario `{getattr(model, 'scenario_name', scn.meta.name)}`, {n:,} "
         f"learners, seed {model.seed}; "
-        + "; ".join(f"{SLIDERS[kw][1].lower()} {_get(scn, SLIDERS[kw][0]):g}"
-                    + _unit(SLIDERS[kw][0]) for kw in SLIDERS)
+        + "; ".join(
+            f"{SLIDERS[kw][1].lower()} {_get(scn, SLIDERS[kw][0]):g}" + _unit(SLIDERS[kw][0])
+            for kw in SLIDERS
+        )
         + ". Moved sliders apply at *Reset*."
     )
     overridden = getattr(model, "overridden", {})
     if overridden:
         lines.append("")
         name = getattr(model, "scenario_name", "the scenario")
-        lines.append(f"Sliders override `{name}`: " + ", ".join(
-            f"`{k}` = {v:g} (file: {f:g})" for k, (v, f) in overridden.items()))
+        lines.append(
+            f"Sliders override `{name}`: "
+            + ", ".join(f"`{k}` = {v:g} (file: {f:g})" for k, (v, f) in overridden.items())
+        )
     return "\n".join(lines)
 
 
@@ -344,7 +355,10 @@ def network_figure(model: CredentialMarket, sample: Any) -> Any:
     st = model.state
     when = f"week {model.week - 1}" if model.steps else "before the first week"
     return plots.network_sample(
-        sample, treated=model.treated, shared=st.shared, employed=st.employed,
+        sample,
+        treated=model.treated,
+        shared=st.shared,
+        employed=st.employed,
         title=f"A sampled neighbourhood of the graph, {when}",
     )
 
@@ -352,8 +366,7 @@ def network_figure(model: CredentialMarket, sample: Any) -> Any:
 def neighbourhood(model: CredentialMarket) -> Any:
     """The app's sample of the graph: fixed for a model (its layout is seeded by the
     model's seed), so the drawing stays put while the weeks pass."""
-    return plots.sample_neighbourhood(model.network, model.treated,
-                                      seed=int(model.seed) % 2**32)
+    return plots.sample_neighbourhood(model.network, model.treated, seed=int(model.seed) % 2**32)
 
 
 @solara.component
@@ -378,89 +391,9 @@ def Headline(model: CredentialMarket) -> None:
     # mermaid and KaTeX from the CDN (megabytes, and not reachable everywhere).
     html = _HEADLINE_CSS + markdown.markdown(headline(model), extensions=["tables"])
     with solara.Card("This week"):
-        solara.HTML(unsafe_innerHTML=html, style="font-size: 0.95rem;",
-                    classes=["credsim-headline"])
-
-
-# ---- the page's browser code, for machines that cannot reach its CDN ---------------------
-
-#: npm packages the page's browser code comes from with Solara 1.64 and ipyvue 3 (the
-#: locked versions). :func:`frontend_packages` reads the installed Solara's own pins and
-#: falls back to these.
-FRONTEND_PACKAGES = (
-    "requirejs@2.3.6",
-    "font-awesome@4.5.0",
-    "@widgetti/solara-vuetify3-app@5.2.0",
-)
-
-
-def frontend_packages() -> tuple[str, ...]:
-    """The npm packages (``name@version``) that the installed Solara's page loads.
-
-    Read from Solara's page template (the Vue 3 or the Vue 2 application bundle, as the
-    installed ipyvue selects, and RequireJS) and its Font Awesome setting, so that a
-    Solara upgrade or a different ipyvue changes the list with it.
-    """
-    import re
-
-    import solara.server.server as server
-    from solara.server import settings
-
-    template = Path(server.__file__).with_name("templates") / "solara.html.j2"
-    try:
-        text = template.read_text(encoding="utf-8")
-    except OSError:
-        return FRONTEND_PACKAGES
-    bundle = "solara-vuetify3-app" if server.vue3 else "solara-vuetify-app"
-    found = [re.search(r"(requirejs@[\d.]+)/", text),
-             re.search(rf"(@widgetti/{bundle}@[\d.]+)/", text),
-             re.match(r"/?(font-awesome@[\d.]+)/", settings.assets.fontawesome_path)]
-    if not all(found):
-        return FRONTEND_PACKAGES
-    return tuple(m.group(1) for m in found)
-
-
-def install_frontend_assets(cache_dir: Path | None = None, log=print) -> list[str]:
-    """Put the page's browser code into Solara's CDN cache; return the packages missing.
-
-    ``cache_dir`` defaults to Solara's (``SOLARA_ASSETS_PROXY_CACHE_DIR``, by default
-    ``<venv>/share/solara/cdn``). Packages already there are left alone; others are
-    fetched with ``npm pack`` (the npm registry's own client) and unpacked as the CDN lays
-    them out (``<name>@<version>/<file>``). Without ``npm``, or when a fetch fails, the
-    package is reported missing and Solara falls back to the CDN at page load.
-    """
-    if cache_dir is None:
-        from solara.server import settings
-
-        cache_dir = Path(settings.assets.proxy_cache_dir)
-    cache_dir = Path(cache_dir)
-    todo = [p for p in frontend_packages() if not (cache_dir / p / "package.json").is_file()]
-    if not todo:
-        return []
-    npm = shutil.which("npm")
-    if npm is None:
-        log(f"npm not found: the app's page will load {', '.join(todo)} from the CDN")
-        return todo
-    missing = []
-    for spec in todo:
-        log(f"fetching the app's browser code {spec} from the npm registry")
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                out = subprocess.run([npm, "pack", spec, "--silent", "--pack-destination", tmp],
-                                     check=True, capture_output=True, text=True, timeout=300)
-                tgz = Path(tmp) / out.stdout.strip().splitlines()[-1]
-                unpacked = Path(tmp) / "unpacked"
-                with tarfile.open(tgz) as tar:
-                    tar.extractall(unpacked, filter="data")
-                target = cache_dir / spec
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if target.exists():
-                    shutil.rmtree(target)
-                shutil.move(str(unpacked / "package"), str(target))
-            except (subprocess.SubprocessError, OSError, IndexError, tarfile.TarError) as err:
-                log(f"could not fetch {spec} ({err}); the page will try the CDN")
-                missing.append(spec)
-    return missing
+        solara.HTML(
+            unsafe_innerHTML=html, style="font-size: 0.95rem;", classes=["credsim-headline"]
+        )
 
 
 #: The page's inputs (built once, so that re-rendering the page keeps the same widgets).

@@ -30,6 +30,7 @@ optimiser's path from the cache, so an interrupted calibration resumes where it 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -47,6 +48,8 @@ from sim.params import Scenario, load_scenario
 from sim.store import git_info
 from sim.study import run_study
 from sim.targets import TARGETS
+
+_log = logging.getLogger(__name__).info  # progress lines; the CLI shows them
 
 __all__ = [
     "MARKET_PARAMS",
@@ -148,7 +151,7 @@ def _sharing_rates(model: CredentialMarket, scenario: Scenario) -> tuple[float, 
 
 
 def fit_sharing(scenario: Scenario, seeds: Sequence[int | np.random.SeedSequence],
-                log: Callable[[str], None] = print) -> dict:
+                log: Callable[[str], None] = _log) -> dict:
     """Block 1: hazard at grant to the control sharing rate, nudge to the sharing ITT.
 
     Rates are averaged over the calibration seeds. The control rate does not depend on
@@ -210,7 +213,7 @@ class Calibration:
     """
 
     def __init__(self, base: Scenario, seed: int, out: Path, workers: int = 2,
-                 log: Callable[[str], None] = print, max_iterations: int = 12,
+                 log: Callable[[str], None] = _log, max_iterations: int = 12,
                  n_seeds: int = 2, max_minutes: float = 55.0):
         self.base, self.seed, self.out = base, seed, Path(out)
         self.seeds = np.random.SeedSequence(seed).spawn(n_seeds)
@@ -397,7 +400,7 @@ def provenance_toml(result: dict, base_path: str, seed: int, commit: str, when: 
 
 def calibrate(base_path: str | Path, seed: int, out_dir: str | Path, scenario_out: str | Path,
               workers: int | None = None, max_iterations: int = 12, n_seeds: int = 2,
-              max_minutes: float = 55.0, log: Callable[[str], None] = print,
+              max_minutes: float = 55.0, log: Callable[[str], None] = _log,
               clock: Callable[[], str] | None = None) -> dict:
     """Run the whole calibration and write ``scenario_out`` (e.g. scenarios/paper.toml).
 

@@ -20,6 +20,7 @@ with their traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 import time
@@ -30,6 +31,7 @@ from typing import Any
 
 from sim import __version__
 from sim.params import Scenario, ScenarioError
+from sim.paths import PROJECT_ROOT, resolve_scenario
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main", "resolve_scenario"]
 
@@ -38,8 +40,6 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 PROG = "credsim"
-#: The project root: the folder holding the ``sim`` package (and ``scenarios/``).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class _CliError(Exception):
@@ -47,35 +47,6 @@ class _CliError(Exception):
 
 
 # ---- shared helpers --------------------------------------------------------------------
-
-
-def resolve_scenario(name_or_path: str | Path) -> Path:
-    """The scenario file for a path or a bare name.
-
-    An existing file is used as given. Otherwise a bare name (``small`` or
-    ``small.toml``, no folder part) is looked up as ``scenarios/<name>.toml`` in the
-    current directory, then in the project root next to the ``sim`` package.
-
-    Raises
-    ------
-    ScenarioError
-        Nothing matches; the message lists the places tried and the names available.
-    """
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    if path.parent != Path(".") or path.suffix not in ("", ".toml"):
-        raise ScenarioError(f"{path}: no such scenario file")
-    stem = path.stem if path.suffix == ".toml" else path.name
-    folders = list(dict.fromkeys([Path.cwd() / "scenarios", PROJECT_ROOT / "scenarios"]))
-    for folder in folders:
-        candidate = folder / f"{stem}.toml"
-        if candidate.is_file():
-            return candidate
-    names = sorted({p.stem for f in folders if f.is_dir() for p in f.glob("*.toml")})
-    tried = ", ".join(str(f / f"{stem}.toml") for f in folders)
-    known = f"; known scenarios: {', '.join(names)}" if names else ""
-    raise ScenarioError(f"{name_or_path}: no such scenario file or name (tried {tried}){known}")
 
 
 def _seed(text: str) -> int:
@@ -96,6 +67,25 @@ def _safe_name(name: str) -> str:
 
 def _err(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+class _TerminalHandler(logging.StreamHandler):
+    """Log records as plain lines on whatever ``sys.stderr`` is when they come."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr  # not the stream of when the handler was made
+        super().emit(record)
+
+
+def _log_to_terminal() -> None:
+    """Show the library's progress messages (``logging`` under ``sim``, INFO and up):
+    the package logs, only the command line decides where the lines go."""
+    logger = logging.getLogger("sim")
+    if not any(isinstance(h, _TerminalHandler) for h in logger.handlers):
+        handler = _TerminalHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 # ---- credsim run -----------------------------------------------------------------------
@@ -470,10 +460,10 @@ def _cmd_app(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise _CliError(f"invalid port {args.port}: expected 0-65535 (0: any free port)")
-    from sim.app import install_frontend_assets
+    from sim.frontend import install_frontend_assets
 
     install_frontend_assets()  # the page's browser code, if the CDN is out of reach
-    app = Path(__file__).with_name("app.py")
+    app = Path(__file__).with_name("app.py")  # served by `solara run`, not imported here
     cmd = [sys.executable, "-m", "solara", "run", str(app), "--port", str(args.port),
            "--host", args.host, "--open" if args.open else "--no-open"]
     env = {"SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False", **os.environ}
@@ -609,6 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors (already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     args.command = [PROG, *words]
+    _log_to_terminal()
     try:
         return args.handler(args)
     except (ScenarioError, _CliError, FileExistsError) as err:

@@ -1,4 +1,5 @@
-"""Tests of the policy-experiment analysis (``experiments/analyze.py``, its figures).
+"""Tests of the policy-experiment analysis (:mod:`sim.analysis`, its figures, and the
+script ``experiments/analysis.py`` that prints it).
 
 Most tests run the analysis on synthetic result tables shaped like the sweep store's
 ``results.parquet`` (made here, with known numbers); one runs a tiny real sweep (2 x 2
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
+import runpy
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,31 +23,28 @@ from matplotlib.collections import PathCollection
 from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
 
-from sim import sweep
+from sim import analysis, plots, sweep
 from sim.params import Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _import_analyze():
-    spec = importlib.util.spec_from_file_location("analyze", ROOT / "experiments" / "analyze.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["analyze"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+def analyze_script(argv: list[str]) -> int:
+    """Run ``experiments/analysis.py`` with ``argv`` in this process (its ``main``)."""
+    return runpy.run_path(str(ROOT / "experiments" / "analyze.py"))["main"](argv)
 
 
-analyze = _import_analyze()
-
-NUDGE, CRED = analyze.NUDGE, analyze.CREDIBILITY
+NUDGE, CRED = analysis.NUDGE, analysis.CREDIBILITY
+T95_1DOF = 12.706205  # Student's t, 97.5% quantile, 1 degree of freedom
 BASE_NUDGE = 0.01
 
 
 # ---- synthetic stores --------------------------------------------------------------------
 
 
-def store(points: list[dict[str, Any]], estimates, reps: int = 2,
-          failed: tuple[tuple[int, int], ...] = ()) -> pd.DataFrame:
+def store(
+    points: list[dict[str, Any]], estimates, reps: int = 2, failed: tuple[tuple[int, int], ...] = ()
+) -> pd.DataFrame:
     """A results table in the store's long form.
 
     ``estimates(point_values, replication)`` returns ``{id: (effect, se, control_mean,
@@ -56,30 +54,72 @@ def store(points: list[dict[str, Any]], estimates, reps: int = 2,
     rows = []
     for p, values in enumerate(points):
         for r in range(reps):
-            head = {"task_id": f"p{p:04d}-r{r:02d}", "point": p, "replication": r, **values,
-                    "seed_entropy": 1, "spawn_key": json.dumps([p * reps + r]),
-                    "status": "ok", "error": None, "traceback": None, "warnings": None,
-                    "wall_seconds": 1.0}
+            head = {
+                "task_id": f"p{p:04d}-r{r:02d}",
+                "point": p,
+                "replication": r,
+                **values,
+                "seed_entropy": 1,
+                "spawn_key": json.dumps([p * reps + r]),
+                "status": "ok",
+                "error": None,
+                "traceback": None,
+                "warnings": None,
+                "wall_seconds": 1.0,
+            }
             if (p, r) in failed:
-                rows.append({**head, "status": "error", "error": "RuntimeError: boom",
-                             "id": None, "effect": np.nan})
+                rows.append(
+                    {
+                        **head,
+                        "status": "error",
+                        "error": "RuntimeError: boom",
+                        "id": None,
+                        "effect": np.nan,
+                    }
+                )
                 continue
             for rid, (eff, se, cm, true) in estimates(values, r).items():
-                rows.append({**head, "id": rid, "outcome": rid, "group": "all",
-                             "estimator": "lpm", "effect": eff, "se": se, "n": 1000,
-                             "control_mean": cm, "rel": eff / cm, "rel_se": se / cm,
-                             "true_effect": true})
+                rows.append(
+                    {
+                        **head,
+                        "id": rid,
+                        "outcome": rid,
+                        "group": "all",
+                        "estimator": "lpm",
+                        "effect": eff,
+                        "se": se,
+                        "n": 1000,
+                        "control_mean": cm,
+                        "rel": eff / cm,
+                        "rel_se": se / cm,
+                        "true_effect": true,
+                    }
+                )
     df = pd.DataFrame(rows)
-    cols = ["task_id", "point", "replication", *keys, "seed_entropy", "spawn_key", "status",
-            "error", "traceback", "warnings", "wall_seconds", *sweep.ESTIMATE_COLUMNS]
+    cols = [
+        "task_id",
+        "point",
+        "replication",
+        *keys,
+        "seed_entropy",
+        "spawn_key",
+        "status",
+        "error",
+        "traceback",
+        "warnings",
+        "wall_seconds",
+        *sweep.ESTIMATE_COLUMNS,
+    ]
     return df.reindex(columns=cols)
 
 
-def sweep_results(name: str, results: pd.DataFrame, keys: list[str],
-                  n_learners: int = 100_000) -> Any:
-    base = Scenario().with_overrides({"population.n_learners": n_learners,
-                                      NUDGE: BASE_NUDGE, CRED: 0.8})
-    return analyze.SweepResults(name=name, results=results, keys=tuple(keys), base=base)
+def sweep_results(
+    name: str, results: pd.DataFrame, keys: list[str], n_learners: int = 100_000
+) -> Any:
+    base = Scenario().with_overrides(
+        {"population.n_learners": n_learners, NUDGE: BASE_NUDGE, CRED: 0.8}
+    )
+    return analysis.SweepResults(name=name, results=results, keys=tuple(keys), base=base)
 
 
 def write_folder(folder: Path, res: Any) -> None:
@@ -87,25 +127,37 @@ def write_folder(folder: Path, res: Any) -> None:
     folder.mkdir(parents=True)
     res.results.to_parquet(folder / "results.parquet", index=False)
     (folder / "base.toml").write_text(res.base.to_toml())
-    manifest = {"sweep": {"name": res.name, "n_tasks": int(res.results["task_id"].nunique()),
-                          "parameters": {k: {} for k in res.keys}}}
+    manifest = {
+        "sweep": {
+            "name": res.name,
+            "n_tasks": int(res.results["task_id"].nunique()),
+            "parameters": {k: {} for k in res.keys},
+        }
+    }
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
 def grid_results(low_nan: bool = False) -> Any:
     """A 4 x 4 nudge x credibility grid; relative effects (%) = 10 x nudge multiple x
     credibility overall, twice that in the low tertile; estimates = truth +- 0.1 pp."""
-    points = [{NUDGE: BASE_NUDGE * m, CRED: c} for m in (0.0, 1.0, 2.0, 3.0)
-              for c in (0.1, 0.4, 0.7, 1.0)]
+    points = [
+        {NUDGE: BASE_NUDGE * m, CRED: c} for m in (0.0, 1.0, 2.0, 3.0) for c in (0.1, 0.4, 0.7, 1.0)
+    ]
 
     def est(v: dict[str, float], r: int) -> dict[str, tuple]:
         m, c = v[NUDGE] / BASE_NUDGE, v[CRED]
         noise = 0.1 if r == 0 else -0.1
         true_all, true_low = 0.1 * m * c * 20.0, 0.2 * m * c * 10.0  # pp on 20% and 10%
-        return {"new_job": (true_all + noise, 0.5, 20.0, true_all),
-                "new_job_low": (np.nan if low_nan else true_low + noise, 0.8, 10.0,
-                                np.nan if low_nan else true_low),
-                "shared": (1.5 * m + noise, 0.3, 16.0, 1.5 * m)}
+        return {
+            "new_job": (true_all + noise, 0.5, 20.0, true_all),
+            "new_job_low": (
+                np.nan if low_nan else true_low + noise,
+                0.8,
+                10.0,
+                np.nan if low_nan else true_low,
+            ),
+            "shared": (1.5 * m + noise, 0.3, 16.0, 1.5 * m),
+        }
 
     return sweep_results("nudge_credibility", store(points, est), [NUDGE, CRED])
 
@@ -115,14 +167,15 @@ def grid_results(low_nan: bool = False) -> Any:
 
 def test_point_table_means_intervals_and_failed_tasks() -> None:
     effects = {(0, 0): 1.0, (0, 1): 3.0, (1, 0): 2.0}
-    df = store([{CRED: 0.5}, {CRED: 0.9}],
-               lambda v, r: {"new_job": (effects[(0 if v[CRED] == 0.5 else 1, r)], 0.4, 20.0,
-                                         1.5)},
-               failed=((1, 1),))
-    pt = analyze.point_table(df, [CRED]).set_index("point")
+    df = store(
+        [{CRED: 0.5}, {CRED: 0.9}],
+        lambda v, r: {"new_job": (effects[(0 if v[CRED] == 0.5 else 1, r)], 0.4, 20.0, 1.5)},
+        failed=((1, 1),),
+    )
+    pt = analysis.point_table(df, [CRED]).set_index("point")
     a, b = pt.loc[0], pt.loc[1]
     assert (a["n"], a["effect"], a["effect_sd"]) == (2, 2.0, pytest.approx(np.sqrt(2)))
-    hw = 1.96 * np.sqrt(2) / np.sqrt(2)
+    hw = T95_1DOF * np.sqrt(2) / np.sqrt(2)  # Student's t, 1 degree of freedom
     assert (a["effect_lo"], a["effect_hi"]) == (pytest.approx(2 - hw), pytest.approx(2 + hw))
     assert a["rel"] == pytest.approx(2.0 / 20.0) and a["true_rel"] == pytest.approx(1.5 / 20)
     assert a["rel_hi"] == pytest.approx((2 + hw) / 20)
@@ -132,21 +185,37 @@ def test_point_table_means_intervals_and_failed_tasks() -> None:
     assert np.isnan(b["true_lo"])  # no spread of the truth from one replication
 
 
+def test_intervals_over_replications_use_students_t() -> None:
+    assert analysis.common.t95(2) == pytest.approx(T95_1DOF)
+    assert analysis.common.t95(4) == pytest.approx(3.182446)
+    assert list(analysis.common.t95(np.array([30.0, 1.0]))[:1]) == pytest.approx([2.045230])
+    assert np.isnan(analysis.common.t95(1))
+    # 4 replications of 0, 1, 2, 3: mean 1.5 +- t(3) sd / 2
+    df = store([{CRED: 0.5}], lambda v, r: {"new_job": (float(r), 0.4, 20.0, float(r))}, reps=4)
+    row = analysis.point_table(df, [CRED]).iloc[0]
+    hw = 3.182446 * np.std([0, 1, 2, 3], ddof=1) / 2
+    assert (row["effect_lo"], row["true_hi"]) == (pytest.approx(1.5 - hw), pytest.approx(1.5 + hw))
+
+
 # ---- nudge x credibility -------------------------------------------------------------------
 
 
 def _contours(fig: Figure) -> list[float]:
     ax = fig.axes[0]
-    return sorted(float(lv) for c in ax.collections if isinstance(c, ContourSet)
-                  for lv in c.levels)
+    return sorted(float(lv) for c in ax.collections if isinstance(c, ContourSet) for lv in c.levels)
 
 
 def test_heatmaps_have_the_contours_the_marker_and_labelled_axes(tmp_path: Path) -> None:
     res = grid_results()
     cal = {NUDGE: BASE_NUDGE, CRED: 0.7, "source": "test"}
-    figs = analyze.nudge_credibility_figures(res, cal)
-    assert set(figs) == {"rel_new_job", "rel_new_job_true", "rel_new_job_low",
-                         "rel_new_job_low_true", "shared_pp"}
+    figs = analysis.nudge_credibility_figures(res, cal)
+    assert set(figs) == {
+        "rel_new_job",
+        "rel_new_job_true",
+        "rel_new_job_low",
+        "rel_new_job_low_true",
+        "shared_pp",
+    }
     for key in ("rel_new_job", "rel_new_job_true", "rel_new_job_low_true"):
         assert _contours(figs[key]) == [6.0, 11.0], key
     assert _contours(figs["shared_pp"]) == [2.8]
@@ -163,28 +232,29 @@ def test_levels_outside_the_values_are_skipped_quietly() -> None:
     grid = pd.DataFrame({"x": [0, 1, 0, 1], "y": [0, 0, 1, 1], "v": [1.0, 2.0, 3.0, np.nan]})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fig = analyze.plots.effect_heatmap(grid, "x", "y", "v", levels=(2.5, 11.0),
-                                           xlabel="x (units)", ylabel="y (units)")
+        fig = plots.effect_heatmap(
+            grid, "x", "y", "v", levels=(2.5, 11.0), xlabel="x (units)", ylabel="y (units)"
+        )
     assert _contours(fig) == [2.5]
 
 
 def test_grid_thresholds_and_conclusion() -> None:
     res = grid_results()
-    grid = analyze.nudge_credibility_grid(res)
+    grid = analysis.nudge_credibility_grid(res)
     assert len(grid) == 16 and set(grid["nudge_x"]) == {0.0, 1.0, 2.0, 3.0}
     row = grid[(grid["nudge_x"] == 2.0) & (grid[CRED] == 0.7)].iloc[0]
     assert row["true_rel_new_job"] == pytest.approx(14.0)  # 10 x 2 x 0.7 (%)
     assert row["true_rel_new_job_low"] == pytest.approx(28.0)
     assert row["rel_new_job"] == pytest.approx(14.0)  # +0.1 and -0.1 average out
-    need = analyze.credibility_needed(grid, "true_rel_new_job", 6.0).set_index("nudge_x")
+    need = analysis.credibility_needed(grid, "true_rel_new_job", 6.0).set_index("nudge_x")
     assert np.isnan(need.loc[0.0, "needed"])  # no nudge, no effect
     # at x1: 10 x c crosses 6% between c = 0.4 (4%) and 0.7 (7%): c = 0.6
     assert need.loc[1.0, "needed"] == pytest.approx(0.6)
     assert need.loc[3.0, "needed"] == pytest.approx(0.2) and not need.loc[3.0, "at_edge"]
-    table = analyze.thresholds_table(grid)
+    table = analysis.thresholds_table(grid)
     assert table.loc[1.0].iloc[0] == "~0.60" and table.loc[0.0].iloc[0] == "none on the grid"
     cal = {NUDGE: BASE_NUDGE, CRED: 0.7, "source": "test"}
-    text = analyze.conclude_nudge_credibility(grid, cal, BASE_NUDGE, 2)
+    text = analysis.conclude_nudge_credibility(grid, cal, BASE_NUDGE, 2)
     assert "nudge x1.00, credibility 0.70" in text
     assert "true 7.0%" in text and "paper reports 5.8% and 10.9%" in text
     assert "6% is reached from credibility ~ 0.60 at nudge x1" in text
@@ -194,47 +264,57 @@ def test_grid_thresholds_and_conclusion() -> None:
 
 
 def test_fitted_surface_recovers_a_surface_of_its_form_and_smooths_noise() -> None:
-    grid = analyze.nudge_credibility_grid(grid_results())
-    sf = analyze.fit_surface(grid, "true_rel_new_job")  # 10 x m x c: in the basis
+    grid = analysis.nudge_credibility_grid(grid_results())
+    sf = analysis.fit_surface(grid, "true_rel_new_job")  # 10 x m x c: in the basis
     assert sf is not None and sf.r2 == pytest.approx(1.0) and sf.resid_sd < 1e-9
     assert float(sf(1.0, 0.6)) == pytest.approx(6.0) and float(sf(0.0, 0.9)) == 0.0
-    fitted = analyze.surface_thresholds(
-        {"overall": sf, "low": analyze.fit_surface(grid, "true_rel_new_job_low")},
-        nudges=(0.5, 1.0, 2.75))
+    fitted = analysis.surface_thresholds(
+        {"overall": sf, "low": analysis.fit_surface(grid, "true_rel_new_job_low")},
+        nudges=(0.5, 1.0, 2.75),
+    )
     # 6% overall: c = 0.6 at x1, 6 / 27.5 at x2.75, none up to 1 at x0.5 (5% at most)
     assert list(fitted.iloc[:, 0]) == ["none in range", "~0.60", "~0.22"]
     assert list(fitted.iloc[:, 1]) == ["none in range", "~0.55", "~0.20"]  # 20 x m x c
     # noise around a smooth truth: the fit is closer to the truth than the cells are
     rng = np.random.default_rng(5)
     noisy = grid.assign(v=grid["true_rel_new_job"] + rng.normal(0, 2.0, len(grid)))
-    fit = analyze.fit_surface(noisy, "v")
+    fit = analysis.fit_surface(noisy, "v")
     err_fit = np.abs(fit(noisy["nudge_x"], noisy[CRED]) - noisy["true_rel_new_job"]).mean()
     err_cells = np.abs(noisy["v"] - noisy["true_rel_new_job"]).mean()
     assert err_fit < err_cells
-    assert analyze.fit_surface(grid.head(5), "true_rel_new_job") is None  # too few cells
+    assert analysis.fit_surface(grid.head(5), "true_rel_new_job") is None  # too few cells
     # the conclusion reads the calibrated point off the surfaces
     cal = {NUDGE: BASE_NUDGE, CRED: 0.7, "source": "test"}
-    text = analyze.conclude_nudge_credibility(grid, cal, BASE_NUDGE, 2,
-                                              analyze.nudge_credibility_surfaces(grid))
-    assert "at the calibrated point itself (nudge x1.00, credibility 0.70) is 7.0% " \
-           "overall and 14.0% in the low tertile" in text
+    text = analysis.conclude_nudge_credibility(
+        grid, cal, BASE_NUDGE, 2, analysis.nudge_credibility_surfaces(grid)
+    )
+    assert (
+        "at the calibrated point itself (nudge x1.00, credibility 0.70) is 7.0% "
+        "overall and 14.0% in the low tertile" in text
+    )
     assert "6% needs credibility of at least ~0.60 overall" in text
 
 
 def test_missing_tertile_estimates_do_not_break_the_map() -> None:
-    a = analyze.analyze_experiment("nudge_credibility", grid_results(low_nan=True),
-                                   {NUDGE: BASE_NUDGE, CRED: 0.7, "source": "test"})
+    a = analysis.analyze_experiment(
+        "nudge_credibility",
+        grid_results(low_nan=True),
+        {NUDGE: BASE_NUDGE, CRED: 0.7, "source": "test"},
+    )
     assert "rel_new_job_low" not in a.figures and "rel_new_job" in a.figures
     assert "n/a" in a.conclusion
 
 
 def test_calibrated_point_prefers_paper_toml(tmp_path: Path) -> None:
     res = grid_results()
-    assert analyze.calibrated_point(res, tmp_path) == {
-        NUDGE: BASE_NUDGE, CRED: 0.8, "source": "the sweep's base scenario"}
+    assert analysis.calibrated_point(res, tmp_path) == {
+        NUDGE: BASE_NUDGE,
+        CRED: 0.8,
+        "source": "the sweep's base scenario",
+    }
     paper = Scenario().with_overrides({NUDGE: 0.02, CRED: 0.6})
     (tmp_path / "paper.toml").write_text(paper.to_toml())
-    cal = analyze.calibrated_point(res, tmp_path)
+    cal = analysis.calibrated_point(res, tmp_path)
     assert (cal[NUDGE], cal[CRED], cal["source"]) == (0.02, 0.6, "scenarios/paper.toml")
 
 
@@ -242,18 +322,30 @@ def test_calibrated_point_prefers_paper_toml(tmp_path: Path) -> None:
 
 
 def test_curves_by_tertile_and_their_conclusion() -> None:
-    ids = {"new_job": (20.0, 1.0), "new_job_low": (10.0, 2.0), "new_job_medium": (20.0, 1.0),
-           "new_job_high": (30.0, 0.5), "shared": (16.0, 0.0)}
+    ids = {
+        "new_job": (20.0, 1.0),
+        "new_job_low": (10.0, 2.0),
+        "new_job_medium": (20.0, 1.0),
+        "new_job_high": (30.0, 0.5),
+        "shared": (16.0, 0.0),
+    }
 
     def est(v: dict[str, float], r: int) -> dict[str, tuple]:
         c = v[CRED]
-        return {rid: (slope * c * 2 + (0.05 if r else -0.05) + (2.8 if rid == "shared" else 0),
-                      0.3, cm, slope * c * 2 + (2.8 if rid == "shared" else 0))
-                for rid, (cm, slope) in ids.items()}
+        return {
+            rid: (
+                slope * c * 2 + (0.05 if r else -0.05) + (2.8 if rid == "shared" else 0),
+                0.3,
+                cm,
+                slope * c * 2 + (2.8 if rid == "shared" else 0),
+            )
+            for rid, (cm, slope) in ids.items()
+        }
 
-    res = sweep_results("credibility_boost",
-                        store([{CRED: c} for c in (0.25, 0.5, 1.0)], est), [CRED])
-    a = analyze.analyze_experiment("credibility_boost", res)
+    res = sweep_results(
+        "credibility_boost", store([{CRED: c} for c in (0.25, 0.5, 1.0)], est), [CRED]
+    )
+    a = analysis.analyze_experiment("credibility_boost", res)
     t = a.extra["curves"]
     assert set(t["group"]) == {"all", "low", "medium", "high", "shared"}
     low = t[t["group"] == "low"].set_index("x")
@@ -264,39 +356,51 @@ def test_curves_by_tertile_and_their_conclusion() -> None:
     assert "largest for the low tertile" in a.conclusion
     assert "sharing goes from +2.80 pp to +2.80 pp" in a.conclusion
 
-    nudge = sweep_results("stronger_nudge", store(
-        [{NUDGE: BASE_NUDGE * m} for m in (1.0, 5.0)], lambda v, r: {
-            "new_job": (v[NUDGE] * 100, 0.2, 20.0, v[NUDGE] * 100)}), [NUDGE])
-    t = analyze.curve_table(nudge, NUDGE, relative_to_base=True)
+    nudge = sweep_results(
+        "stronger_nudge",
+        store(
+            [{NUDGE: BASE_NUDGE * m} for m in (1.0, 5.0)],
+            lambda v, r: {"new_job": (v[NUDGE] * 100, 0.2, 20.0, v[NUDGE] * 100)},
+        ),
+        [NUDGE],
+    )
+    t = analysis.curve_table(nudge, NUDGE, relative_to_base=True)
     assert list(t["x"]) == pytest.approx([1.0, 5.0])
 
 
 def test_crowding_out_arithmetic() -> None:
     # 50/50: estimates 1.0 and 1.2 pp (true 1.0); everyone nudged: total 0.6 pp (twins)
     def est(v: dict[str, float], r: int) -> dict[str, tuple]:
-        if v[analyze.TREATED_SHARE] == 0.5:
+        if v[analysis.TREATED_SHARE] == 0.5:
             return {"new_job": (1.0 + 0.2 * r, 0.45, 17.0, 1.0)}
         return {"new_job": (np.nan, np.nan, 17.5, 0.6 + 0.1 * (r - 0.5))}
 
-    res = sweep_results("everyone_nudged", store(
-        [{analyze.TREATED_SHARE: 0.5}, {analyze.TREATED_SHARE: 1.0}], est),
-        [analyze.TREATED_SHARE], n_learners=100_000)
-    co = analyze.crowding_out(res)
+    res = sweep_results(
+        "everyone_nudged",
+        store([{analysis.TREATED_SHARE: 0.5}, {analysis.TREATED_SHARE: 1.0}], est),
+        [analysis.TREATED_SHARE],
+        n_learners=100_000,
+    )
+    co = analysis.crowding_out(res)
     assert co["predicted"] == pytest.approx(1_100)  # 1.1% of 100,000
     assert co["predicted_true"] == pytest.approx(1_000)
     assert co["total"] == pytest.approx(600)
     assert co["crowding"] == pytest.approx(1 - 600 / 1_100)
     assert co["crowding_true"] == pytest.approx(0.4)
-    hw_total = 100_000 / 100 * 1.96 * np.std([0.55, 0.65], ddof=1) / np.sqrt(2)
+    hw_total = 100_000 / 100 * T95_1DOF * np.std([0.55, 0.65], ddof=1) / np.sqrt(2)
     assert co["total_hi"] - co["total"] == pytest.approx(hw_total)
-    se_crowding = (hw_total / 1.96) / 1_000  # the 50/50 truth has no spread here
+    se_crowding = (hw_total / T95_1DOF) / 1_000  # the 50/50 truth has no spread here
     assert co["crowding_true_lo"] == pytest.approx(0.4 - hw_total / 1_000)
-    assert co["crowding_true_hi"] - 0.4 == pytest.approx(1.96 * se_crowding)
-    bars = analyze.crowding_out_table(co)
+    assert co["crowding_true_hi"] - 0.4 == pytest.approx(T95_1DOF * se_crowding)
+    # the estimate's part: t with the fewer degrees of freedom of the two parts (1 here)
+    se_itt = np.std([1.0, 1.2], ddof=1) / np.sqrt(2)  # pp
+    se_c = np.hypot(se_crowding * 1_000 / 1_100, 0.6 * se_itt / 1.1**2)
+    assert co["crowding_hi"] - co["crowding"] == pytest.approx(T95_1DOF * se_c)
+    bars = analysis.crowding_out_table(co)
     assert list(bars["kind"]) == ["prediction", "prediction", "total"]
-    fig = analyze.plots.crowding_out_bars(bars)
+    fig = plots.crowding_out_bars(bars)
     assert "count" in fig.axes[0].get_ylabel()
-    text = analyze.conclude_everyone_nudged(co)
+    text = analysis.conclude_everyone_nudged(co)
     assert "+1,100" in text and "+600" in text and "45%" in text and "40%" in text
 
 
@@ -304,24 +408,27 @@ def test_channels_table_and_conclusion() -> None:
     true = {(True, True): 1.0, (True, False): 0.4, (False, True): 0.5, (False, False): 0.0}
 
     def est(v: dict[str, bool], r: int) -> dict[str, tuple]:
-        t = true[(v[analyze.VISIBILITY], v[analyze.SIGNAL])]
-        return {"new_job": (t, 0.4, 17.0, t), "new_job_low": (2 * t, 0.6, 11.0, 2 * t),
-                "shared": (2.8, 0.4, 16.0, 2.8)}
+        t = true[(v[analysis.VISIBILITY], v[analysis.SIGNAL])]
+        return {
+            "new_job": (t, 0.4, 17.0, t),
+            "new_job_low": (2 * t, 0.6, 11.0, 2 * t),
+            "shared": (2.8, 0.4, 16.0, 2.8),
+        }
 
-    points = [{analyze.VISIBILITY: v, analyze.SIGNAL: s} for v in (True, False)
-              for s in (True, False)]
-    res = sweep_results("channels", store(points, est),
-                        [analyze.VISIBILITY, analyze.SIGNAL])
-    a = analyze.analyze_experiment("channels", res)
+    points = [
+        {analysis.VISIBILITY: v, analysis.SIGNAL: s} for v in (True, False) for s in (True, False)
+    ]
+    res = sweep_results("channels", store(points, est), [analysis.VISIBILITY, analysis.SIGNAL])
+    a = analysis.analyze_experiment("channels", res)
     t = a.extra["channels"]
-    assert list(dict.fromkeys(t["label"])) == ["both", "visibility only", "signal only",
-                                               "neither"]
+    assert list(dict.fromkeys(t["label"])) == ["both", "visibility only", "signal only", "neither"]
     assert "visibility alone gives +0.40 pp (40% of the joint effect)" in a.conclusion
     assert "signal alone +0.50 pp (50% of the joint effect)" in a.conclusion
     assert "sum to 90% of the joint effect" in a.conclusion
     ax = a.figures["channels"].axes[0]
     assert [tick.get_text() for tick in ax.get_xticklabels()] == list(
-        analyze.CHANNEL_LABELS.values())
+        analysis.CHANNEL_LABELS.values()
+    )
 
 
 # ---- the script ------------------------------------------------------------------------------
@@ -330,29 +437,42 @@ def test_channels_table_and_conclusion() -> None:
 def test_missing_experiments_are_skipped(tmp_path: Path, capsys) -> None:
     write_folder(tmp_path / "sweeps" / "nudge_credibility", grid_results())
     out = tmp_path / "figures"
-    assert analyze.main(["--results", str(tmp_path / "sweeps"), "--out", str(out)]) == 0
+    assert analyze_script(["--results", str(tmp_path / "sweeps"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    for name in ("credibility_boost", "signal_precision", "stronger_nudge", "everyone_nudged",
-                 "everyone_nudged_pause", "channels"):
+    for name in (
+        "credibility_boost",
+        "signal_precision",
+        "stronger_nudge",
+        "everyone_nudged",
+        "everyone_nudged_pause",
+        "channels",
+    ):
         assert f"skip {name}: no results" in printed
     assert "1 of 7 experiment(s) analysed" in printed
     assert "paper reports 5.8% and 10.9%" in printed
     assert {p.name for p in out.glob("*.png")} == {
-        f"nudge_credibility_{k}.png" for k in ("rel_new_job", "rel_new_job_true",
-                                               "rel_new_job_low", "rel_new_job_low_true",
-                                               "shared_pp")}
+        f"nudge_credibility_{k}.png"
+        for k in (
+            "rel_new_job",
+            "rel_new_job_true",
+            "rel_new_job_low",
+            "rel_new_job_low_true",
+            "shared_pp",
+        )
+    }
 
 
 def test_small_sweeps_are_valid_reduced_versions() -> None:
-    for name in analyze.EXPERIMENTS:
-        spec = analyze.small_sweep(name, n_learners=20_000, matched_share=0.2,
-                                   replications=1, grid_points=3)
+    for name in analysis.EXPERIMENTS:
+        spec = analysis.small_sweep(
+            name, n_learners=20_000, matched_share=0.2, replications=1, grid_points=3
+        )
         full = tomllib_load(ROOT / "experiments" / "sweeps" / f"{name}.toml")
         assert spec.name == f"{name}_small" and spec.replications == 1
         assert spec.base.population.n_learners == 20_000
         assert spec.base.population.matched_share == 0.2
         assert spec.keys == tuple(full["parameters"])
-    grid = analyze.small_sweep("nudge_credibility", grid_points=3)
+    grid = analysis.small_sweep("nudge_credibility", grid_points=3)
     assert grid.n_points == 9
     nudges = sorted({p[NUDGE] for p in grid.points})
     assert nudges[0] == 0 and nudges[-1] == pytest.approx(4 * grid.base.sharing.nudge_strength)
@@ -389,19 +509,37 @@ def test_a_tiny_real_sweep_is_analysed(tmp_path: Path, capsys) -> None:
     with ThreadPoolExecutor(1) as pool:
         outcome = sweep.run_sweep(spec, tmp_path / "sweeps" / "nudge_credibility", pool)
     assert outcome.ok and outcome.n_tasks == 4
-    done = analyze.analyze_all(tmp_path / "sweeps", tmp_path / "figures",
-                               names=("nudge_credibility", "channels"))
-    assert done["channels"] is None
-    a = done["nudge_credibility"]
-    assert a is not None and "rel_new_job_true" in a.figures
+    assert analysis.load_experiment("channels", tmp_path / "sweeps") is None
+    res = analysis.load_experiment("nudge_credibility", tmp_path / "sweeps")
+    assert res is not None and res.n_ok == 4
+    a = analysis.analyze_experiment("nudge_credibility", res)
+    assert "rel_new_job_true" in a.figures
     grid = a.extra["grid"]
     assert len(grid) == 4 and set(grid["nudge_x"]) == {0.0, 2.0}
     # no nudge: the twins are the same world, so the true effects are exactly zero
     assert (grid.loc[grid["nudge_x"] == 0, ["true_rel_new_job", "true_shared_pp"]] == 0).all(
-        axis=None)
+        axis=None
+    )
     assert (grid.loc[grid["nudge_x"] == 2, "true_shared_pp"] > 0).all()
+    # the script prints the same analysis and saves its figures
+    assert (
+        analyze_script(
+            [
+                "--results",
+                str(tmp_path / "sweeps"),
+                "--out",
+                str(tmp_path / "figures"),
+                "--only",
+                "nudge_credibility",
+                "--only",
+                "channels",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "figures" / "nudge_credibility_rel_new_job_true.png").stat().st_size
     printed = capsys.readouterr().out
+    assert a.conclusion in printed
     assert "skip channels" in printed and "4 of 4 tasks" in printed
 
 
@@ -410,11 +548,25 @@ def test_a_tiny_real_sweep_is_analysed(tmp_path: Path, capsys) -> None:
 
 def test_everyone_nudged_mechanism_script_prints_both_worlds_per_channel(capsys) -> None:
     spec = importlib.util.spec_from_file_location(
-        "everyone_nudged_mechanism", ROOT / "experiments" / "everyone_nudged_mechanism.py")
+        "everyone_nudged_mechanism", ROOT / "experiments" / "everyone_nudged_mechanism.py"
+    )
     mech = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mech)
-    assert mech.main(["--scenario", "small", "--learners", "4000", "--seed", "3",
-                      "--set", "market.search_pause_weeks=26"]) == 0
+    assert (
+        mech.main(
+            [
+                "--scenario",
+                "small",
+                "--learners",
+                "4000",
+                "--seed",
+                "3",
+                "--set",
+                "market.search_pause_weeks=26",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "4,000 learners, seed 3, market.search_pause_weeks = 26;" in out
     for label in ("both channels", "visibility only", "signal only"):

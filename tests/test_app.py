@@ -10,6 +10,7 @@ that the page updates without errors; it saves ``results/app_screenshot.png``.
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import os
 import re
@@ -26,14 +27,20 @@ import pytest
 from conftest import assert_global_random_state_is, global_random_state
 from matplotlib.figure import Figure
 
-from sim import app, plots
+from sim import app, frontend, plots
 from sim.params import field_info
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's package
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -101,13 +108,25 @@ def test_app_model_builds_with_the_defaults_and_steps():
 
 
 def test_keywords_override_the_scenario():
-    m = app.AppMarket(scenario_name="no_nudge", n_learners=3_000, nudge_strength=0.05,
-                      credibility=0.3, search_boost=2.0, vacancies_per_1000=9.0,
-                      treated_share=0.7, seed=" 7 ")
+    m = app.AppMarket(
+        scenario_name="no_nudge",
+        n_learners=3_000,
+        nudge_strength=0.05,
+        credibility=0.3,
+        search_boost=2.0,
+        vacancies_per_1000=9.0,
+        treated_share=0.7,
+        seed=" 7 ",
+    )
     p = m.params
     assert len(m.population) == 3_000 and m.seed == 7
-    assert (p.sharing.nudge_strength, p.signal.credibility, p.visibility.search_boost,
-            p.market.vacancies_per_1000, p.study.treated_share) == (0.05, 0.3, 2.0, 9.0, 0.7)
+    assert (
+        p.sharing.nudge_strength,
+        p.signal.credibility,
+        p.visibility.search_boost,
+        p.market.vacancies_per_1000,
+        p.study.treated_share,
+    ) == (0.05, 0.3, 2.0, 9.0, 0.7)
     assert p.meta.name == "no_nudge"
     assert m.overridden["sharing.nudge_strength"] == (0.05, 0.0)  # the file's value is 0
     assert "study.treated_share" in m.overridden
@@ -153,8 +172,11 @@ def test_arm_curves(stepped):
 
 def test_plot_functions_return_labelled_figures(stepped):
     curves = app.arm_curves(stepped)
-    for fig in (plots.sharing_by_arm(curves), plots.new_jobs_by_arm(curves),
-                plots.sharing_by_arm(curves.iloc[:0])):
+    for fig in (
+        plots.sharing_by_arm(curves),
+        plots.new_jobs_by_arm(curves),
+        plots.sharing_by_arm(curves.iloc[:0]),
+    ):
         assert isinstance(fig, Figure)
         ax = fig.axes[0]
         assert "weeks" in ax.get_xlabel() and "%" in ax.get_ylabel()
@@ -199,8 +221,11 @@ def test_page_renders_and_steps_without_a_browser():
     _box, rc = solara.render(solara.AppLayout(children=[app.Page()]), handle_error=False)
 
     def headline() -> str:
-        return next(w.unsafe_innerHTML for w in rc.find(solara.widgets.HTML).widgets
-                    if "This run" in (w.unsafe_innerHTML or ""))
+        return next(
+            w.unsafe_innerHTML
+            for w in rc.find(solara.widgets.HTML).widgets
+            if "This run" in (w.unsafe_innerHTML or "")
+        )
 
     def images() -> list[bytes]:
         return [bytes(w.value) for w in rc.find(ipywidgets.Image).widgets]
@@ -221,14 +246,54 @@ def test_page_renders_and_steps_without_a_browser():
 
 
 def test_frontend_packages_are_the_installed_solaras():
-    assert set(app.frontend_packages()) == set(app.FRONTEND_PACKAGES)  # the locked versions
+    assert set(frontend.frontend_packages()) == set(frontend.FRONTEND_PACKAGES)  # locked
 
 
-def test_frontend_assets_are_left_alone_when_present(tmp_path):
-    for spec in app.frontend_packages():
+def test_frontend_assets_are_left_alone_when_present(tmp_path, caplog):
+    for spec in frontend.frontend_packages():
         (tmp_path / spec).mkdir(parents=True)
         (tmp_path / spec / "package.json").write_text("{}")
-    assert app.install_frontend_assets(tmp_path, log=lambda msg: pytest.fail(msg)) == []
+    with caplog.at_level(logging.DEBUG, logger="sim"):
+        assert frontend.install_frontend_assets(tmp_path) == []
+    assert not caplog.records  # nothing to fetch, nothing to say
+
+
+def test_the_cli_shows_the_librarys_log_lines(capsys, monkeypatch):
+    """Library code logs (no print); the CLI's handler shows the lines on the terminal."""
+    from sim.cli import main
+
+    class NoServer:  # stands in for `solara run`
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(frontend.shutil, "which", lambda _name: None)  # no npm here
+    monkeypatch.setattr(frontend, "frontend_packages", lambda: ("left-pad@1.3.0",))
+    monkeypatch.setattr(subprocess, "Popen", NoServer)
+    assert main(["app", "--no-open", "--port", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "npm not found: the app's page will load left-pad@1.3.0 from the CDN\n" in err
+
+
+def test_the_app_and_the_cli_do_not_import_each_other():
+    """The app is a library module: it must not need the command line, and the command
+    line serves the app in a subprocess without importing it."""
+    code = (
+        "import sys, importlib; importlib.import_module(sys.argv[1]); "
+        "print(sorted(m for m in sys.modules if m in ('sim.app', 'sim.cli')))"
+    )
+    for first, then in (("sim.app", "sim.cli"), ("sim.cli", "sim.app")):
+        for name in (first, then):
+            out = subprocess.run(
+                [sys.executable, "-c", code, name],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+            ).stdout
+            assert out.strip() == repr([name]), f"importing {name} loaded {out.strip()}"
 
 
 def test_cli_app_rejects_a_bad_port(capsys):
@@ -252,15 +317,25 @@ def served_app():
     """``solara run sim/app.py`` on a free loopback port; yields its URL."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
-    missing = app.install_frontend_assets()
+    missing = frontend.install_frontend_assets()
     if missing:
         pytest.skip(f"the page's browser code could not be installed: {missing}")
     port = _free_port()
     log = ROOT / "results" / "app_server.log"
     log.parent.mkdir(exist_ok=True)
     env = {**os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False"}
-    cmd = [sys.executable, "-m", "solara", "run", str(ROOT / "sim" / "app.py"),
-           "--port", str(port), "--host", "127.0.0.1", "--no-open"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "solara",
+        "run",
+        str(ROOT / "sim" / "app.py"),
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+        "--no-open",
+    ]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}/"
@@ -297,8 +372,10 @@ def test_app_in_browser(served_app):
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1150})
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on("response", lambda r: problems.append(f"{r.status} {r.url}")
-                    if r.status >= 400 else None)
+            page.on(
+                "response",
+                lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+            )
             page.goto(served_app, wait_until="domcontentloaded")
             headline = page.locator(".credsim-headline")
             expect(headline).to_contain_text("Not started", timeout=120_000)
@@ -314,8 +391,7 @@ def test_app_in_browser(served_app):
             for _ in range(3):
                 thumb.press("ArrowRight")
             moved = default + 3 * spec["step"]
-            assert math.isclose(float(thumb.get_attribute("aria-valuenow")), moved,
-                                rel_tol=1e-6)
+            assert math.isclose(float(thumb.get_attribute("aria-valuenow")), moved, rel_tol=1e-6)
             page.get_by_role("button", name="Reset").click()
             expect(headline).to_contain_text(f"nudge strength {moved:g}")
 
@@ -333,8 +409,7 @@ def test_app_in_browser(served_app):
             # Play until the first new jobs show (week 8), then pause: the curves appear
             curve_src = images.nth(2).get_attribute("src")
             page.get_by_role("button", name="▶").click()
-            expect(headline).to_contain_text(re.compile(r"Week ([89]|[1-9]\d)\b"),
-                                             timeout=180_000)
+            expect(headline).to_contain_text(re.compile(r"Week ([89]|[1-9]\d)\b"), timeout=180_000)
             page.get_by_role("button", name="❚❚").click()
             expect(images.nth(2)).not_to_have_attribute("src", curve_src)
             text = page.inner_text("body")
