@@ -45,7 +45,7 @@ from sim import dynamics as dyn
 from sim.estimate import employability_tertiles
 from sim.experiment import population_dataset, run_twins, study_dataset, true_effects
 from sim.model import CredentialMarket
-from sim.params import Scenario, load_scenario
+from sim.params import Scenario, dumps_toml, load_scenario
 from sim.store import git_info
 from sim.targets import TARGETS
 
@@ -381,36 +381,32 @@ def calibrated_scenario(base: Scenario, result: dict) -> Scenario:
     })
 
 
-def provenance_toml(result: dict, base_path: str, seed: int, commit: str, when: str,
-                    seconds: float) -> str:
+def provenance_toml(
+    result: dict, base_path: str, seed: int, commit: str, when: str, seconds: float
+) -> str:
     """The ``[provenance]`` table appended to ``paper.toml`` (read back as information)."""
-    from sim.params import _toml_value
-
-    lines = ["[provenance]",
-             f"command = {_toml_value('credsim calibrate ' + base_path)}",
-             f"base_scenario = {_toml_value(base_path)}",
-             f"seed = {seed}",
-             f"commit = {_toml_value(commit)}",
-             f"finished = {_toml_value(when)}",
-             f"wall_seconds = {round(seconds, 1)}",
-             f"method = {_toml_value('SMM with common random numbers: sharing block by Brent '
-                                     'root-finding, market block by Levenberg-Marquardt '
-                                     'with Broyden updates on (sim - paper)/scale, moments '
-                                     'averaged over twin runs of several seeds; see '
-                                     'sim/calibrate.py')}",
-             "seeds = " + _toml_value([str(x) for x in result["seeds"]]),
-             f"objective = {result['objective']!r}",
-             f"evaluations = {result['evaluations']}",
-             f"optimizer = {_toml_value(result['optimizer']['message'])}",
-             "fitted = { " + ", ".join(f'"{k}" = {v!r}' for k, v in result["fitted"].items())
-             + " }",
-             "targets = { " + ", ".join(f'"{k}" = {v["value"]!r}'
-                                        for k, v in result["targets"].items()) + " }",
-             "simulated = { " + ", ".join(f'"{k}" = {round(v, 4)!r}'
-                                          for k, v in result["moments"].items()
-                                          if math.isfinite(v)) + " }",
-             ""]
-    return "\n".join(lines)
+    method = (
+        "SMM with common random numbers: sharing block by Brent root-finding, market "
+        "block by Levenberg-Marquardt with Broyden updates on (sim - paper)/scale, "
+        "moments averaged over twin runs of several seeds; see sim/calibrate.py"
+    )
+    provenance = {
+        "command": f"credsim calibrate {base_path}",
+        "base_scenario": base_path,
+        "seed": seed,
+        "commit": commit,
+        "finished": when,
+        "wall_seconds": round(seconds, 1),
+        "method": method,
+        "seeds": [str(x) for x in result["seeds"]],
+        "objective": result["objective"],
+        "evaluations": result["evaluations"],
+        "optimizer": result["optimizer"]["message"],
+        "fitted": dict(result["fitted"]),
+        "targets": {k: v["value"] for k, v in result["targets"].items()},
+        "simulated": {k: round(v, 4) for k, v in result["moments"].items() if math.isfinite(v)},
+    }
+    return dumps_toml({"provenance": provenance})
 
 
 def calibrate(base_path: str | Path, seed: int, out_dir: str | Path, scenario_out: str | Path,

@@ -21,6 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Self
 
+import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "EDUCATION_LEVELS",
     "Scenario",
     "ScenarioError",
+    "dumps_toml",
     "field_info",
     "load_scenario",
 ]
@@ -598,39 +600,11 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n",
-                 "\f": "\\f", "\r": "\\r"}
-
-
-def _toml_char(c: str) -> str:
-    """One character of a TOML basic string, escaped where TOML requires it."""
-    if c in _TOML_ESCAPES:
-        return _TOML_ESCAPES[c]
-    return f"\\u{ord(c):04X}" if ord(c) < 0x20 or ord(c) == 0x7F else c
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, date):
-        return v.isoformat()
-    if isinstance(v, str):
-        return '"' + "".join(_toml_char(c) for c in v) + '"'
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
 def dumps_toml(data: Mapping[str, Any]) -> str:
-    """Write a two-level mapping (tables of scalars) as TOML."""
-    out: list[str] = []
-    for section, body in data.items():
-        out.append(f"[{section}]")
-        for k, v in body.items():
-            out.append(f"{k} = {_toml_value(v)}")
-        out.append("")
-    return "\n".join(out)
+    """The project's one TOML writer (``tomli_w``): any nesting of tables, dates, and keys
+    that need quoting (``"sharing.nudge_strength" = 0.01``) or strings that need escaping.
+
+    Sub-tables are written as ``[section.name]`` tables after the section's plain keys;
+    ``tomllib.loads(dumps_toml(d)) == d`` for any TOML-representable ``d``.
+    """
+    return tomli_w.dumps(_plain(dict(data)))

@@ -23,6 +23,7 @@ from sim.params import (
     EDUCATION_LEVELS,
     Scenario,
     ScenarioError,
+    dumps_toml,
     field_info,
     load_scenario,
 )
@@ -428,6 +429,39 @@ def test_to_toml_escapes_strings(text):
     scn = DEFAULT.with_overrides({"meta.description": text})
     back = Scenario.from_dict(tomllib.loads(scn.to_toml()), source="round trip")
     assert back.meta.description == text
+    assert Scenario.from_toml_text(scn.to_toml()) == scn
+
+
+@pytest.mark.parametrize("name", ['say "hi"', "line\nbreak", "back\\slash", "é ü 中", "'single'"])
+def test_to_toml_round_trips_dates_and_quoted_strings(name):
+    scn = DEFAULT.with_overrides(
+        {
+            "meta.name": name,
+            "meta.description": f'"""{name}"""\n\tend',
+            "calendar.start_date": date(2021, 2, 28),
+            "calendar.collection_date": date(2022, 3, 1),
+        }
+    )
+    text = scn.to_toml()
+    assert Scenario.from_toml_text(text) == scn
+    assert tomllib.loads(text)["calendar"]["start_date"] == date(2021, 2, 28)
+
+
+def test_dumps_toml_writes_nested_tables_and_dotted_keys():
+    """The project's one TOML writer: what calibration and analysis write with it."""
+    data = {
+        "provenance": {
+            "command": 'credsim calibrate "x"',
+            "fitted": {"sharing.nudge_strength": 0.0085, "signal.credibility": 0.97},
+            "seeds": ["[1, 0]", "[1, 1]"],
+            "finished": date(2026, 1, 1),
+            "deeper": {"a b": {"c.d": True, "e": [1, 2]}},
+        },
+        "top": 1.5,
+    }
+    text = dumps_toml(data)
+    assert tomllib.loads(text) == data
+    assert '"sharing.nudge_strength" = 0.0085' in text
 
 
 def test_to_toml_writes_every_parameter():
