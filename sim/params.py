@@ -92,29 +92,56 @@ class Population(_Section):
         le=1.0,
     )
     domain_shares: dict[str, float] = _f(
-        {"business": 0.37, "computer_science": 0.25, "data_science": 0.24,
-         "information_technology": 0.14},
-        "share", "Credential domain, whole population (T8).",
+        {
+            "business": 0.37,
+            "computer_science": 0.25,
+            "data_science": 0.24,
+            "information_technology": 0.14,
+        },
+        "share",
+        "Credential domain, whole population (T8).",
     )
     matched_domain_shares: dict[str, float] = _f(
-        {"business": 0.332, "computer_science": 0.230, "data_science": 0.300,
-         "information_technology": 0.138},
-        "share", "Credential domain, matched sample (T1).",
+        {
+            "business": 0.332,
+            "computer_science": 0.230,
+            "data_science": 0.300,
+            "information_technology": 0.138,
+        },
+        "share",
+        "Credential domain, matched sample (T1).",
     )
     developing_share: float = _f(0.896, "share", "Developing country, population.", ge=0, le=1)
     matched_developing_share: float = _f(0.850, "share", "Developing, matched.", ge=0, le=1)
     education_shares: dict[str, float] = _f(
-        {"none_mentioned": 0.645, "less_than_high_school": 0.006, "high_school": 0.059,
-         "some_college": 0.072, "associate": 0.029, "bachelor": 0.127, "master": 0.050,
-         "doctorate": 0.005, "professional": 0.007},
+        {
+            "none_mentioned": 0.645,
+            "less_than_high_school": 0.006,
+            "high_school": 0.059,
+            "some_college": 0.072,
+            "associate": 0.029,
+            "bachelor": 0.127,
+            "master": 0.050,
+            "doctorate": 0.005,
+            "professional": 0.007,
+        },
         "share",
         "Education, population (T1; the three levels T1 omits share the remaining 1.8%).",
     )
     matched_education_shares: dict[str, float] = _f(
-        {"none_mentioned": 0.164, "less_than_high_school": 0.012, "high_school": 0.097,
-         "some_college": 0.130, "associate": 0.062, "bachelor": 0.367, "master": 0.146,
-         "doctorate": 0.012, "professional": 0.010},
-        "share", "Education, matched sample (T1).",
+        {
+            "none_mentioned": 0.164,
+            "less_than_high_school": 0.012,
+            "high_school": 0.097,
+            "some_college": 0.130,
+            "associate": 0.062,
+            "bachelor": 0.367,
+            "master": 0.146,
+            "doctorate": 0.012,
+            "professional": 0.010,
+        },
+        "share",
+        "Education, matched sample (T1).",
     )
     experience_mean_years: float = _f(
         2.0, "years", "Mean years of experience, unmatched learners.", ge=0, le=30
@@ -126,21 +153,27 @@ class Population(_Section):
         0.35, "share", "Share with no work experience at all.", ge=0, lt=1
     )
     past_tech_share: float = _f(0.127, "share", "Past job in tech (T1, matched).", ge=0, le=1)
-    past_manager_share: float = _f(
-        0.064, "share", "Past job managerial (T1, matched).", ge=0, le=1
-    )
+    past_manager_share: float = _f(0.064, "share", "Past job managerial (T1, matched).", ge=0, le=1)
     employed_share: float = _f(0.45, "share", "Employed at baseline.", ge=0, le=1)
     credential_type_shares: dict[str, float] = _f(
-        {"course": 0.816, "guided_project": 0.170, "specialization": 0.009,
-         "professional_certificate": 0.005},
-        "share", "Credential type (T1).",
+        {
+            "course": 0.816,
+            "guided_project": 0.170,
+            "specialization": 0.009,
+            "professional_certificate": 0.005,
+        },
+        "share",
+        "Credential type (T1).",
     )
     activity_sigma: float = _f(
         0.8, "log-sd", "Dispersion of network activity (log-normal, median 1).", ge=0, le=3
     )
     matched_activity_multiplier: float = _f(
-        2.0, "ratio", "Matched learners' activity relative to the rest (they keep public "
-        "profiles).", gt=0, le=20,
+        2.0,
+        "ratio",
+        "Matched learners' activity relative to the rest (they keep public profiles).",
+        gt=0,
+        le=20,
     )
 
     @model_validator(mode="after")
@@ -148,9 +181,7 @@ class Population(_Section):
         _check_shares(self.domain_shares, DOMAINS, "domain_shares")
         _check_shares(self.matched_domain_shares, DOMAINS, "matched_domain_shares")
         _check_shares(self.education_shares, EDUCATION_LEVELS, "education_shares")
-        _check_shares(
-            self.matched_education_shares, EDUCATION_LEVELS, "matched_education_shares"
-        )
+        _check_shares(self.matched_education_shares, EDUCATION_LEVELS, "matched_education_shares")
         _check_shares(self.credential_type_shares, CREDENTIAL_TYPES, "credential_type_shares")
         m = self.matched_share
         # The unmatched learners' shares are implied by population = m*matched + (1-m)*rest.
@@ -180,29 +211,33 @@ class Calendar(_Section):
     """The study's calendar: graduation batches and the data-collection date."""
 
     start_date: date = _f(date(2022, 9, 1), "date", "Week 0: first graduation batch.")
-    n_batches: int = _f(7, "months", "Monthly graduation batches (Sep 2022 - Mar 2023).", ge=1,
-                        le=24)
+    n_batches: int = _f(
+        7, "months", "Monthly graduation batches (Sep 2022 - Mar 2023).", ge=1, le=24
+    )
     matched_batches: int = _f(
         5, "months", "Batches from which the matched sample is drawn.", ge=1, le=24
     )
-    collection_date: date = _f(
-        date(2023, 9, 1), "date", "Profiles collected; follow-up ends here."
-    )
+    collection_date: date = _f(date(2023, 9, 1), "date", "Profiles collected; follow-up ends here.")
     burn_in_weeks: int = _f(
-        8, "weeks", "Weeks the market runs before week 0 to reach its steady state.", ge=0,
+        8,
+        "weeks",
+        "Weeks the market runs before week 0 to reach its steady state.",
+        ge=0,
         le=104,
     )
     new_job_min_weeks: int = _f(
-        4, "weeks", "A new job counts only if it starts this long after randomization.",
-        ge=0, le=52,
+        4,
+        "weeks",
+        "A new job counts only if it starts this long after randomization.",
+        ge=0,
+        le=52,
     )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.matched_batches > self.n_batches:
             raise ValueError(
-                f"matched_batches ({self.matched_batches}) must be <= n_batches "
-                f"({self.n_batches})"
+                f"matched_batches ({self.matched_batches}) must be <= n_batches ({self.n_batches})"
             )
         if self.collection_date <= self.start_date:
             raise ValueError("collection_date must come after start_date")
@@ -225,8 +260,11 @@ class Graph(_Section):
 
     mean_degree: float = _f(12.0, "links", "Mean learner-learner degree.", ge=0, le=200)
     degree_exponent: float = _f(
-        2.5, "-", "Tail exponent of the degree distribution (Pareto, > 2 for a finite mean).",
-        gt=2.0, le=10,
+        2.5,
+        "-",
+        "Tail exponent of the degree distribution (Pareto, > 2 for a finite mean).",
+        gt=2.0,
+        le=10,
     )
     domain_homophily: float = _f(
         0.6, "share", "Share of a learner's links drawn within its domain.", ge=0, le=1
@@ -241,8 +279,12 @@ class Graph(_Section):
         2.0, "-", "Tail exponent of employer size (recruiters, vacancy share).", gt=1, le=10
     )
     employer_links_per_learner: float = _f(
-        2.0, "links", "Mean number of employers linked to a learner (recruiters following "
-        "learners of their domain); an employer's share grows with its size.", ge=0, le=100,
+        2.0,
+        "links",
+        "Mean number of employers linked to a learner (recruiters following "
+        "learners of their domain); an employer's share grows with its size.",
+        ge=0,
+        le=100,
     )
 
 
@@ -250,35 +292,48 @@ class Sharing(_Section):
     """Phase 1: who shares the credential, and when."""
 
     hazard_at_grant: float = _f(
-        0.01608, "per week", "Control sharing hazard in the week the credential is granted "
-        "(median activity).", ge=0, le=1,
+        0.01608,
+        "per week",
+        "Control sharing hazard in the week the credential is granted (median activity).",
+        ge=0,
+        le=1,
     )
     hazard_decay_weeks: float = _f(
         3.0, "weeks", "e-folding time of the control hazard after the grant.", gt=0, le=520
     )
-    hazard_floor: float = _f(
-        0.0003, "per week", "Long-run control sharing hazard.", ge=0, le=1
-    )
+    hazard_floor: float = _f(0.0003, "per week", "Long-run control sharing hazard.", ge=0, le=1)
     activity_elasticity: float = _f(
         1.0, "-", "Elasticity of the sharing hazard with respect to activity.", ge=0, le=5
     )
     max_hazard: float = _f(0.9, "per week", "Cap on any weekly sharing hazard.", gt=0, le=1)
     app_open_share: list[float] = _f(
-        [0.82, 0.96], "share", "Range of the share of treated learners who open the app "
+        [0.82, 0.96],
+        "share",
+        "Range of the share of treated learners who open the app "
         "within 30 days, by batch (drawn once per batch).",
     )
     nudge_strength: float = _f(
-        0.008535, "-", "Scale of a notification's effect: the chance that a notification, seen "
+        0.008535,
+        "-",
+        "Scale of a notification's effect: the chance that a notification, seen "
         "by a median-activity learner, leads to sharing is 1 - exp(-nudge_strength).",
-        ge=0, le=20,
+        ge=0,
+        le=20,
     )
     second_notification_weeks: int = _f(
-        1, "weeks", "Delay of the second notification (sent only if the first did not lead "
-        "to sharing).", ge=1, le=12,
+        1,
+        "weeks",
+        "Delay of the second notification (sent only if the first did not lead to sharing).",
+        ge=1,
+        le=12,
     )
     two_click_multiplier: float = _f(
-        1.0, "ratio", "Multiplier of the ordinary hazard of treated learners once they have "
-        "opened the app (the two-click flow lowers friction).", ge=1, le=10,
+        1.0,
+        "ratio",
+        "Multiplier of the ordinary hazard of treated learners once they have "
+        "opened the app (the two-click flow lowers friction).",
+        ge=1,
+        le=10,
     )
 
     @model_validator(mode="after")
@@ -295,44 +350,76 @@ class Visibility(_Section):
     """Phase 2: how a shared credential is seen."""
 
     enabled: bool = _f(
-        True, "-", "The visibility channel: a shared credential makes employers consider the "
+        True,
+        "-",
+        "The visibility channel: a shared credential makes employers consider the "
         "learner more often (search boost, feed).",
     )
     search_boost: float = _f(
-        6.132, "ratio", "Extra weight of a shared credential in recruiter searches of its "
-        "domain (weight = activity * (1 + boost)).", ge=0, le=100,
+        6.132,
+        "ratio",
+        "Extra weight of a shared credential in recruiter searches of its "
+        "domain (weight = activity * (1 + boost)).",
+        ge=0,
+        le=100,
     )
     feed_see_prob: float = _f(
-        0.15, "probability", "Chance that a neighbour sees a new share in the feed (median "
-        "activity).", ge=0, le=1,
+        0.15,
+        "probability",
+        "Chance that a neighbour sees a new share in the feed (median activity).",
+        ge=0,
+        le=1,
     )
     reshare_prob: float = _f(
-        0.03, "probability", "Chance that a neighbour who saw the post reshares it to its own "
-        "neighbours.", ge=0, le=1,
+        0.03,
+        "probability",
+        "Chance that a neighbour who saw the post reshares it to its own neighbours.",
+        ge=0,
+        le=1,
     )
     click_prob: float = _f(
-        0.05, "probability", "Chance that a learner who sees the post opens the certificate "
-        "(a certificate view).", ge=0, le=1,
+        0.05,
+        "probability",
+        "Chance that a learner who sees the post opens the certificate (a certificate view).",
+        ge=0,
+        le=1,
     )
     employer_look_prob: float = _f(
-        0.5, "probability", "Chance that an employer who sees the post looks at the "
+        0.5,
+        "probability",
+        "Chance that an employer who sees the post looks at the "
         "credential (a view; the learner becomes a candidate if the employer is hiring).",
-        ge=0, le=1,
+        ge=0,
+        le=1,
     )
     recruiter_view_prob: float = _f(
-        0.00718, "probability", "Chance that a recruiter whose search finds a learner with a "
-        "shared credential opens it (a view).", ge=0, le=1,
+        0.00718,
+        "probability",
+        "Chance that a recruiter whose search finds a learner with a "
+        "shared credential opens it (a view).",
+        ge=0,
+        le=1,
     )
     shared_view_rate: float = _f(
-        0.01, "per week", "Ongoing certificate views of a shared credential from profile "
-        "visits (median activity).", ge=0, le=1,
+        0.01,
+        "per week",
+        "Ongoing certificate views of a shared credential from profile visits (median activity).",
+        ge=0,
+        le=1,
     )
     unshared_view_rate: float = _f(
-        0.003295, "per week", "Certificate views of an unshared credential (link sent with an "
-        "application, CV), median activity.", ge=0, le=1,
+        0.003295,
+        "per week",
+        "Certificate views of an unshared credential (link sent with an "
+        "application, CV), median activity.",
+        ge=0,
+        le=1,
     )
     own_view_rate: float = _f(
-        0.05, "per week", "Learner looks at their own certificate (counted apart).", ge=0,
+        0.05,
+        "per week",
+        "Learner looks at their own certificate (counted apart).",
+        ge=0,
         le=1,
     )
 
@@ -350,27 +437,43 @@ class Market(_Section):
         6.0, "weeks", "Mean time a vacancy stays open before it expires.", gt=0, le=104
     )
     applications_unemployed: float = _f(
-        0.8, "per week", "Applications sent by an unemployed learner (median activity).",
-        ge=0, le=100,
+        0.8,
+        "per week",
+        "Applications sent by an unemployed learner (median activity).",
+        ge=0,
+        le=100,
     )
     applications_employed: float = _f(
-        0.7003, "per week", "Applications sent by an employed learner (on-the-job search).",
-        ge=0, le=100,
+        0.7003,
+        "per week",
+        "Applications sent by an employed learner (on-the-job search).",
+        ge=0,
+        le=100,
     )
     search_pause_weeks: float = _f(
-        0.0, "weeks", "After starting a job a learner neither applies nor takes an approach "
-        "for this long (0: on-the-job search goes on at once).", ge=0, le=520,
+        0.0,
+        "weeks",
+        "After starting a job a learner neither applies nor takes an approach "
+        "for this long (0: on-the-job search goes on at once).",
+        ge=0,
+        le=520,
     )
     in_domain_application_share: float = _f(
         0.8, "share", "Share of applications to vacancies in the learner's domain.", ge=0, le=1
     )
     sourced_per_vacancy: float = _f(
-        1.5, "per week", "Learners a recruiter finds by searching the network, per open "
-        "vacancy.", ge=0, le=1000,
+        1.5,
+        "per week",
+        "Learners a recruiter finds by searching the network, per open vacancy.",
+        ge=0,
+        le=1000,
     )
     background_applicants: float = _f(
-        8.0, "per vacancy per week", "Applicants from outside the experiment (background "
-        "job seekers).", ge=0, le=10_000,
+        8.0,
+        "per vacancy per week",
+        "Applicants from outside the experiment (background job seekers).",
+        ge=0,
+        le=10_000,
     )
     background_skill_mean: float = _f(
         0.0, "skill sd", "Mean perceived skill of background applicants.", ge=-10, le=10
@@ -382,17 +485,21 @@ class Market(_Section):
         1.2, "skill sd", "Minimum perceived fit an employer accepts.", ge=-10, le=10
     )
     fit_noise_sd: float = _f(
-        0.9865, "skill sd", "Sd of the idiosyncratic fit of a candidate to a vacancy (what an "
-        "interview reveals).", ge=0, le=10,
+        0.9865,
+        "skill sd",
+        "Sd of the idiosyncratic fit of a candidate to a vacancy (what an interview reveals).",
+        ge=0,
+        le=10,
     )
-    separation_rate_per_year: float = _f(
-        0.15, "per year", "Rate at which jobs end.", ge=0, le=10
-    )
+    separation_rate_per_year: float = _f(0.15, "per year", "Rate at which jobs end.", ge=0, le=10)
     report_prob: float = _f(
         0.8, "probability", "Chance that a new job is reported on the profile.", ge=0, le=1
     )
     report_lag_weeks: float = _f(
-        4.0, "weeks", "Mean lag between a job start and its report on the profile.", ge=0,
+        4.0,
+        "weeks",
+        "Mean lag between a job start and its report on the profile.",
+        ge=0,
         le=104,
     )
 
@@ -401,48 +508,80 @@ class Signal(_Section):
     """Phase 4: what employers believe about a candidate's skill."""
 
     enabled: bool = _f(
-        True, "-", "The signal channel: employers update their belief on a visible "
-        "credential.",
+        True,
+        "-",
+        "The signal channel: employers update their belief on a visible credential.",
     )
     credibility: float = _f(
-        0.965, "share", "How informative employers take the credential to be (0: ignored; 1: "
-        "as informative as the model allows).", ge=0, le=1,
+        0.965,
+        "share",
+        "How informative employers take the credential to be (0: ignored; 1: "
+        "as informative as the model allows).",
+        ge=0,
+        le=1,
     )
     max_signal_precision: float = _f(
-        4.0, "1 / skill variance", "Precision of the credential signal at credibility 1.",
-        ge=0, le=1000,
+        4.0,
+        "1 / skill variance",
+        "Precision of the credential signal at credibility 1.",
+        ge=0,
+        le=1000,
     )
     prior_precision_thin: float = _f(
-        0.07795, "1 / skill variance", "Precision of the employer's prior from a thin record "
-        "(no degree, no experience, no past job in scope).", gt=0, le=1000,
+        0.07795,
+        "1 / skill variance",
+        "Precision of the employer's prior from a thin record "
+        "(no degree, no experience, no past job in scope).",
+        gt=0,
+        le=1000,
     )
     prior_precision_thick: float = _f(
-        4.0, "1 / skill variance", "Precision of the prior from a full record (degree, "
-        "5+ years, past job in scope).", gt=0, le=1000,
+        4.0,
+        "1 / skill variance",
+        "Precision of the prior from a full record (degree, 5+ years, past job in scope).",
+        gt=0,
+        le=1000,
     )
     course_skill_gain: float = _f(
-        1.322, "skill sd", "Skill the course adds that no record shows (what the credential "
-        "reveals).", ge=-5, le=5,
+        1.322,
+        "skill sd",
+        "Skill the course adds that no record shows (what the credential reveals).",
+        ge=-5,
+        le=5,
     )
     education_skill: float = _f(
-        0.5, "skill sd", "Prior-mean skill gap between a doctorate and no education.", ge=0,
+        0.5,
+        "skill sd",
+        "Prior-mean skill gap between a doctorate and no education.",
+        ge=0,
         le=10,
     )
     experience_skill: float = _f(
-        0.08, "skill sd per year", "Prior-mean skill per year of experience (to 15 years).",
-        ge=0, le=1,
+        0.08,
+        "skill sd per year",
+        "Prior-mean skill per year of experience (to 15 years).",
+        ge=0,
+        le=1,
     )
     past_scope_skill: float = _f(
         0.4, "skill sd", "Prior-mean skill of a past job in tech or management.", ge=0, le=10
     )
     developing_skill: float = _f(
-        -0.2, "skill sd", "Prior-mean skill shift for a developing-country record.", ge=-10,
+        -0.2,
+        "skill sd",
+        "Prior-mean skill shift for a developing-country record.",
+        ge=-10,
         le=10,
     )
     credential_weight: dict[str, float] = _f(
-        {"course": 1.0, "guided_project": 0.5, "specialization": 1.5,
-         "professional_certificate": 2.0},
-        "ratio", "Signal precision of each credential type relative to a course.",
+        {
+            "course": 1.0,
+            "guided_project": 0.5,
+            "specialization": 1.5,
+            "professional_certificate": 2.0,
+        },
+        "ratio",
+        "Signal precision of each credential type relative to a course.",
     )
 
     @model_validator(mode="after")
