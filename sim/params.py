@@ -9,6 +9,9 @@ raises :class:`ScenarioError` naming the file, the dotted key and what was expec
 
 Units are part of each field's description (``unit`` in the JSON schema): rates are
 *per week* unless the name says otherwise; durations are in weeks; shares are in [0, 1].
+Every number must be finite (NaN and infinities are rejected) and lie in a declared range,
+including the entries of tables (``*_shares``, ``signal.credential_weight``) and lists
+(``sharing.app_open_share``), whose range is the one of their ``Share`` or ``Weight`` type.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any, Self
+from typing import Annotated, Any, Self, get_args, get_origin
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -61,8 +64,16 @@ def _f(default: Any, unit: str, doc: str, **bounds: Any) -> Any:
     return Field(default, description=doc, json_schema_extra={"unit": unit}, **bounds)
 
 
+#: An entry of a table or list of shares: a finite number in [0, 1].
+Share = Annotated[float, Field(ge=0, le=1)]
+#: A credential type's signal precision relative to a course: a finite ratio in [0, 100].
+Weight = Annotated[float, Field(ge=0, le=100)]
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, validate_assignment=True, allow_inf_nan=False
+    )
 
 
 def _check_shares(shares: Mapping[str, float], names: tuple[str, ...], key: str) -> None:
@@ -91,7 +102,7 @@ class Population(_Section):
         gt=0.0,
         le=1.0,
     )
-    domain_shares: dict[str, float] = _f(
+    domain_shares: dict[str, Share] = _f(
         {
             "business": 0.37,
             "computer_science": 0.25,
@@ -101,7 +112,7 @@ class Population(_Section):
         "share",
         "Credential domain, whole population (T8).",
     )
-    matched_domain_shares: dict[str, float] = _f(
+    matched_domain_shares: dict[str, Share] = _f(
         {
             "business": 0.332,
             "computer_science": 0.230,
@@ -113,7 +124,7 @@ class Population(_Section):
     )
     developing_share: float = _f(0.896, "share", "Developing country, population.", ge=0, le=1)
     matched_developing_share: float = _f(0.850, "share", "Developing, matched.", ge=0, le=1)
-    education_shares: dict[str, float] = _f(
+    education_shares: dict[str, Share] = _f(
         {
             "none_mentioned": 0.645,
             "less_than_high_school": 0.006,
@@ -128,7 +139,7 @@ class Population(_Section):
         "share",
         "Education, population (T1; the three levels T1 omits share the remaining 1.8%).",
     )
-    matched_education_shares: dict[str, float] = _f(
+    matched_education_shares: dict[str, Share] = _f(
         {
             "none_mentioned": 0.164,
             "less_than_high_school": 0.012,
@@ -155,7 +166,7 @@ class Population(_Section):
     past_tech_share: float = _f(0.127, "share", "Past job in tech (T1, matched).", ge=0, le=1)
     past_manager_share: float = _f(0.064, "share", "Past job managerial (T1, matched).", ge=0, le=1)
     employed_share: float = _f(0.45, "share", "Employed at baseline.", ge=0, le=1)
-    credential_type_shares: dict[str, float] = _f(
+    credential_type_shares: dict[str, Share] = _f(
         {
             "course": 0.816,
             "guided_project": 0.170,
@@ -306,11 +317,13 @@ class Sharing(_Section):
         1.0, "-", "Elasticity of the sharing hazard with respect to activity.", ge=0, le=5
     )
     max_hazard: float = _f(0.9, "per week", "Cap on any weekly sharing hazard.", gt=0, le=1)
-    app_open_share: list[float] = _f(
+    app_open_share: list[Share] = _f(
         [0.82, 0.96],
         "share",
         "Range of the share of treated learners who open the app "
         "within 30 days, by batch (drawn once per batch).",
+        min_length=2,
+        max_length=2,
     )
     nudge_strength: float = _f(
         0.008535,
@@ -573,7 +586,7 @@ class Signal(_Section):
         ge=-10,
         le=10,
     )
-    credential_weight: dict[str, float] = _f(
+    credential_weight: dict[str, Weight] = _f(
         {
             "course": 1.0,
             "guided_project": 0.5,
@@ -675,17 +688,32 @@ def load_scenario(path_or_name: str | Path, scenarios_dir: str | Path = "scenari
 
 
 def field_info(dotted: str) -> dict[str, Any]:
-    """Default, unit, bounds and description of one parameter (for CLIs and apps)."""
+    """Default, unit, bounds and description of one parameter (for CLIs and apps).
+
+    A table or list of numbers (``population.domain_shares``, ``sharing.app_open_share``)
+    has no bounds of its own; ``items`` holds the bounds of each of its entries.
+    """
     section, _, name = dotted.partition(".")
     sec_cls = Scenario.model_fields[section].default_factory
     f = sec_cls.model_fields[name]
-    bounds: dict[str, Any] = {}
-    for m in f.metadata:
+    extra = f.json_schema_extra or {}
+    info = {"default": f.default, "unit": extra.get("unit", ""), "doc": f.description}
+    info.update(_bounds(f.metadata))
+    if get_origin(f.annotation) in (dict, list):
+        item = get_args(f.annotation)[-1]
+        if get_origin(item) is Annotated:
+            info["items"] = _bounds(m for a in get_args(item)[1:] for m in a.metadata)
+    return info
+
+
+def _bounds(metadata: Any) -> dict[str, Any]:
+    """``ge``/``gt``/``le``/``lt`` of a field's annotated-types metadata."""
+    out: dict[str, Any] = {}
+    for m in metadata:
         for attr in ("ge", "gt", "le", "lt"):
             if getattr(m, attr, None) is not None:
-                bounds[attr] = getattr(m, attr)
-    extra = f.json_schema_extra or {}
-    return {"default": f.default, "unit": extra.get("unit", ""), "doc": f.description, **bounds}
+                out[attr] = getattr(m, attr)
+    return out
 
 
 # ---- helpers ------------------------------------------------------------------------
@@ -696,25 +724,33 @@ def _nearest(key: str, valid: list[str]) -> str:
     return f" (did you mean '{near[0]}'?)" if near else ""
 
 
-def _expected(section: str, name: str) -> str:
+def _expected(section: str, name: str, entry: bool = False) -> str:
+    """``; allowed range [lo, hi] unit`` of a field, or of one entry of a table or list."""
     try:
         info = field_info(f"{section}.{name}")
     except (KeyError, AttributeError, TypeError):
         return ""
+    if "items" in info:
+        each = "" if entry else " for each entry"
+        return _expected_range(info["items"], info["unit"] + each)
+    return _expected_range(info, info["unit"])
+
+
+def _expected_range(info: Mapping[str, Any], unit: str) -> str:
     lo = info.get("ge", info.get("gt"))
     hi = info.get("le", info.get("lt"))
     if lo is None and hi is None:
         return ""
     lb = "[" if "ge" in info else "("
     rb = "]" if "le" in info else ")"
-    return f"; allowed range {lb}{lo}, {hi}{rb} {info['unit']}".rstrip()
+    return f"; allowed range {lb}{lo}, {hi}{rb} {unit}".rstrip()
 
 
 def _explain(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
         loc = [str(p) for p in e["loc"]]
-        key = ".".join(loc) or "(top level)"
+        key = _dotted(e["loc"])
         if e["type"] == "extra_forbidden":
             if len(loc) == 1:
                 valid = list(Scenario.model_fields)
@@ -726,9 +762,17 @@ def _explain(err: ValidationError, source: str) -> str:
         msg = e["msg"].removeprefix("Value error, ")
         got = e.get("input")
         got_s = "" if isinstance(got, dict) else f" (got {got!r})"
-        hint = _expected(loc[0], loc[1]) if len(loc) >= 2 else ""
+        hint = _expected(loc[0], loc[1], entry=len(loc) > 2) if len(loc) >= 2 else ""
         lines.append(f"{source}: key '{key}': {msg}{got_s}{hint}")
     return "\n".join(lines)
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    """``("sharing", "app_open_share", 0)`` -> ``sharing.app_open_share[0]``."""
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}" if out else str(p)
+    return out or "(top level)"
 
 
 def _plain(obj: Any) -> Any:

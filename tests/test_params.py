@@ -8,6 +8,7 @@ out of the single-field properties.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from datetime import date
@@ -228,6 +229,95 @@ def test_unknown_key_in_a_file_names_the_file(tmp_path):
     assert "did you mean 'visibility.search_boost'" in str(err.value)
 
 
+# ---- every number is finite -----------------------------------------------------------
+
+FLOAT_KEYS = [k for k in ALL_KEYS if _annotation(k) is float]
+#: Tables and lists of numbers: dotted key of the field -> its entries (keys or indexes).
+NUMBER_TABLES = {
+    k: list(v) if isinstance(v, dict) else list(range(len(v)))
+    for k in ALL_KEYS
+    if isinstance(v := _get(DEFAULT, k), dict | list)
+}
+NON_FINITE = [math.nan, math.inf, -math.inf]
+
+
+def _range_text(bounds: dict[str, Any]) -> str:
+    lo = bounds.get("ge", bounds.get("gt"))
+    hi = bounds.get("le", bounds.get("lt"))
+    return f"{'[' if 'ge' in bounds else '('}{lo}, {hi}{']' if 'le' in bounds else ')'}"
+
+
+def test_every_table_and_list_of_numbers_has_bounded_entries():
+    assert set(NUMBER_TABLES) == {
+        *SHARE_DICTS,
+        "signal.credential_weight",
+        "sharing.app_open_share",
+    }
+    for key in NUMBER_TABLES:
+        items = field_info(key)["items"]
+        assert "ge" in items and "le" in items, key
+    assert field_info("signal.credential_weight")["items"]["le"] < math.inf
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+def test_non_finite_number_is_rejected_with_key_and_range(key, value):
+    msg = _raises({key: value})
+    assert f"{SOURCE}: key '{key}'" in msg
+    assert "finite" in msg
+    assert f"allowed range {_range_text(field_info(key))}" in msg
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize(
+    ("key", "entry"), [(k, e) for k, entries in NUMBER_TABLES.items() for e in entries]
+)
+def test_non_finite_entry_of_a_table_or_list_is_rejected_with_dotted_key(key, entry, value):
+    old = _get(DEFAULT, key)
+    new = dict(old) if isinstance(old, dict) else list(old)
+    new[entry] = value
+    msg = _raises({key: new})
+    dotted = f"{key}[{entry}]" if isinstance(entry, int) else f"{key}.{entry}"
+    assert f"{SOURCE}: key '{dotted}'" in msg
+    assert "finite" in msg
+    assert f"allowed range {_range_text(field_info(key)['items'])}" in msg
+
+
+@pytest.mark.parametrize("entry", CREDENTIAL_TYPES)
+def test_credential_weight_has_an_upper_bound(entry):
+    hi = field_info("signal.credential_weight")["items"]["le"]
+    weights = dict(DEFAULT.signal.credential_weight, **{entry: hi})
+    assert DEFAULT.with_overrides({"signal.credential_weight": weights})
+    weights[entry] = hi * 1.5
+    msg = _raises({"signal.credential_weight": weights})
+    assert f"key 'signal.credential_weight.{entry}'" in msg and f"[0, {hi}]" in msg
+
+
+@pytest.mark.parametrize(
+    ("table", "line"),
+    [
+        (
+            "signal",
+            "credential_weight = { course = nan, guided_project = 0.5, "
+            "specialization = 1.5, professional_certificate = 2.0 }",
+        ),
+        ("signal", "credibility = inf"),
+        ("sharing", "app_open_share = [0.8, -inf]"),
+        ("market", "hiring_bar = nan"),
+    ],
+)
+def test_non_finite_value_in_a_file_names_file_and_dotted_key(tmp_path, table, line):
+    path = tmp_path / "nan.toml"
+    path.write_text(f"[{table}]\n{line}\n", encoding="utf-8")
+    with pytest.raises(ScenarioError) as err:
+        Scenario.from_toml(path)
+    msg = str(err.value)
+    name = line.partition(" ")[0]
+    key = {"credential_weight": "credential_weight.course", "app_open_share": "app_open_share[1]"}
+    assert f"{path}: key '{table}.{key.get(name, name)}'" in msg
+    assert "finite" in msg and "allowed range" in msg
+
+
 # ---- shares ----------------------------------------------------------------------------
 
 SHARE_DICTS = {
@@ -264,9 +354,13 @@ def test_share_dicts_need_exactly_their_keys_and_no_negatives():
         "data_science": 0.0,
         "information_technology": 0.0,
     }
-    assert ">= 0" in _raises({"population.domain_shares": shares})
+    msg = _raises({"population.domain_shares": shares})
+    assert "key 'population.domain_shares.computer_science'" in msg  # below 0
+    assert "key 'population.domain_shares.business'" in msg  # above 1
+    assert msg.count("allowed range [0, 1] share") == 2
     weights = dict(DEFAULT.signal.credential_weight, course=-1.0)
-    assert "credential_weight" in _raises({"signal.credential_weight": weights})
+    msg = _raises({"signal.credential_weight": weights})
+    assert "key 'signal.credential_weight.course'" in msg and "[0, 100]" in msg
 
 
 @given(st.floats(0, 1), st.floats(0, 1))
