@@ -20,12 +20,13 @@ import difflib
 import math
 import tomllib
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Self, get_args, get_origin
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "CREDENTIAL_TYPES",
@@ -76,14 +77,32 @@ class _Section(BaseModel):
     )
 
 
+#: Error type of a rule that ties several values together (see :func:`_inconsistent`).
+_INCONSISTENT = "inconsistent"
+
+
+def _inconsistent(key: str, message: str) -> PydanticCustomError:
+    """The error of a cross-field rule, about ``key``.
+
+    ``key`` is dotted from the model that raises it (``app_open_share`` in ``Sharing``,
+    ``study.treated_share`` in ``Scenario``); :func:`_explain` appends it to the error's
+    location, so the message names ``sharing.app_open_share`` rather than ``sharing``.
+    ``message`` states the rule and the allowed values given the other fields.
+    """
+    return PydanticCustomError(_INCONSISTENT, "{message}", {"key": key, "message": message})
+
+
 def _check_shares(shares: Mapping[str, float], names: tuple[str, ...], key: str) -> None:
     missing = [n for n in names if n not in shares]
     extra = [n for n in shares if n not in names]
     if missing or extra:
-        raise ValueError(f"{key}: expected exactly the keys {list(names)}")
+        raise _inconsistent(
+            key,
+            f"expected exactly the keys {list(names)} (missing {missing}, unknown {extra})",
+        )
     total = sum(shares.values())
-    if any(v < 0 for v in shares.values()) or not math.isclose(total, 1.0, abs_tol=1e-6):
-        raise ValueError(f"{key}: shares must be >= 0 and sum to 1 (they sum to {total:.6f})")
+    if not math.isclose(total, 1.0, abs_tol=1e-6):
+        raise _inconsistent(key, f"shares must sum to 1 (they sum to {total:.6f})")
 
 
 class Meta(_Section):
@@ -196,25 +215,43 @@ class Population(_Section):
         _check_shares(self.credential_type_shares, CREDENTIAL_TYPES, "credential_type_shares")
         m = self.matched_share
         # The unmatched learners' shares are implied by population = m*matched + (1-m)*rest.
+        # Each error names the matched entry, and the range it may take given the
+        # population's value and matched_share (the rest's share must lie in [0, 1]).
         pairs = [
             ("domain_shares", self.domain_shares, self.matched_domain_shares),
             ("education_shares", self.education_shares, self.matched_education_shares),
             (
                 "developing_share",
-                {"x": self.developing_share},
-                {"x": self.matched_developing_share},
+                {"": self.developing_share},
+                {"": self.matched_developing_share},
             ),
         ]
+        # m <= pop / matched and m <= (1 - pop) / (1 - matched) for every category:
+        m_max = min(
+            [pop[k] / matched[k] for _, pop, matched in pairs for k in pop if matched[k] > 0]
+            + [
+                (1 - pop[k]) / (1 - matched[k])
+                for _, pop, matched in pairs
+                for k in pop
+                if matched[k] < 1
+            ]
+            + [1.0]
+        )
         for key, pop, matched in pairs:
             for k in pop:
                 rest = pop[k] - m * matched[k]
                 if rest < -1e-9 or (m < 1 and rest / (1 - m) > 1 + 1e-9):
-                    raise ValueError(
-                        f"{key}: with matched_share={m}, the matched value {matched[k]} for "
-                        f"'{k}' cannot be part of a population value {pop[k]}"
+                    lo = max(0.0, (pop[k] - (1 - m)) / m)
+                    hi = min(1.0, pop[k] / m)
+                    entry = f"matched_{key}" + (f".{k}" if k else "")
+                    what = f" for '{k}'" if k else ""
+                    raise _inconsistent(
+                        entry,
+                        f"with matched_share={m}, the matched value {matched[k]}{what} cannot "
+                        f"be part of a population value {pop[k]} (population.{key}"
+                        f"{'.' + k if k else ''}); allowed range [{lo:.4g}, {hi:.4g}] share "
+                        f"(or, with these shares, population.matched_share <= {m_max:.4g})",
                     )
-        if m < 1 and m * self.matched_experience_mean_years > self.experience_mean_years + 30:
-            raise ValueError("experience means are inconsistent")
         return self
 
 
@@ -247,13 +284,27 @@ class Calendar(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.matched_batches > self.n_batches:
-            raise ValueError(
-                f"matched_batches ({self.matched_batches}) must be <= n_batches ({self.n_batches})"
+            raise _inconsistent(
+                "matched_batches",
+                f"matched_batches ({self.matched_batches}) must be <= n_batches "
+                f"({self.n_batches}); allowed range [1, {self.n_batches}] months",
             )
-        if self.collection_date <= self.start_date:
-            raise ValueError("collection_date must come after start_date")
+        if self.n_weeks < 1:
+            raise _inconsistent(
+                "collection_date",
+                f"collection_date ({self.collection_date}) must come at least a week after "
+                f"start_date ({self.start_date}); allowed range: from "
+                f"{self.start_date + timedelta(weeks=1)}",
+            )
         if self.batch_week(self.n_batches - 1) >= self.n_weeks:
-            raise ValueError("the last batch graduates after the collection date")
+            most = max(b + 1 for b in range(24) if self.batch_week(b) < self.n_weeks)
+            raise _inconsistent(
+                "n_batches",
+                f"the last of {self.n_batches} monthly batches graduates in week "
+                f"{self.batch_week(self.n_batches - 1)}, not before the collection date "
+                f"(week {self.n_weeks}); allowed range [1, {most}] months with this "
+                "calendar",
+            )
         return self
 
     @property
@@ -351,11 +402,13 @@ class Sharing(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if len(self.app_open_share) != 2:
-            raise ValueError("app_open_share: expected two numbers [low, high]")
-        lo, hi = self.app_open_share
-        if not 0 <= lo <= hi <= 1:
-            raise ValueError(f"app_open_share: expected 0 <= low <= high <= 1, got {lo, hi}")
+        lo, hi = self.app_open_share  # two shares in [0, 1] (checked by the field)
+        if lo > hi:
+            raise _inconsistent(
+                "app_open_share",
+                f"expected [low, high] with low <= high, got [{lo}, {hi}]; allowed range: "
+                "each in [0, 1] share, low <= high",
+            )
         return self
 
 
@@ -600,14 +653,21 @@ class Signal(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.prior_precision_thick < self.prior_precision_thin:
-            raise ValueError(
+            hi = field_info("signal.prior_precision_thick")["le"]
+            raise _inconsistent(
+                "prior_precision_thick",
                 f"prior_precision_thick ({self.prior_precision_thick}) must be >= "
-                f"prior_precision_thin ({self.prior_precision_thin})"
+                f"prior_precision_thin ({self.prior_precision_thin}); allowed range "
+                f"[{self.prior_precision_thin}, {hi}] 1 / skill variance",
             )
-        if set(self.credential_weight) != set(CREDENTIAL_TYPES) or any(
-            v < 0 for v in self.credential_weight.values()
-        ):
-            raise ValueError(f"credential_weight: expected keys {list(CREDENTIAL_TYPES)}, >= 0")
+        if set(self.credential_weight) != set(CREDENTIAL_TYPES):
+            missing = [k for k in CREDENTIAL_TYPES if k not in self.credential_weight]
+            extra = [k for k in self.credential_weight if k not in CREDENTIAL_TYPES]
+            raise _inconsistent(
+                "credential_weight",
+                f"expected exactly the keys {list(CREDENTIAL_TYPES)} (missing {missing}, "
+                f"unknown {extra})",
+            )
         return self
 
 
@@ -758,6 +818,10 @@ def _explain(err: ValidationError, source: str) -> str:
                 sec_cls = Scenario.model_fields[loc[0]].default_factory
                 valid = [f"{loc[0]}.{k}" for k in sec_cls.model_fields]
             lines.append(f"{source}: unknown key '{key}'{_nearest(key, valid)}")
+            continue
+        if e["type"] == _INCONSISTENT:  # a cross-field rule: the message has the range
+            key = _dotted((*e["loc"], e["ctx"]["key"]))
+            lines.append(f"{source}: key '{key}': {e['msg']}")
             continue
         msg = e["msg"].removeprefix("Value error, ")
         got = e.get("input")

@@ -369,7 +369,60 @@ def test_app_open_share_must_be_an_ordered_range(lo, hi):
         scn = DEFAULT.with_overrides({"sharing.app_open_share": [lo, hi]})
         assert list(scn.sharing.app_open_share) == [lo, hi]
     else:
-        assert "app_open_share" in _raises({"sharing.app_open_share": [lo, hi]})
+        msg = _raises({"sharing.app_open_share": [lo, hi]})
+        assert f"{SOURCE}: key 'sharing.app_open_share': " in msg and "low <= high" in msg
+
+
+# ---- cross-field rules name the key they are about ----------------------------------------
+
+CROSS_FIELD = [
+    ({"sharing.app_open_share": [0.9, 0.8]}, "sharing.app_open_share", True),
+    ({"calendar.matched_batches": 8}, "calendar.matched_batches", True),
+    ({"calendar.n_batches": 13}, "calendar.n_batches", True),
+    ({"calendar.collection_date": date(2022, 9, 3)}, "calendar.collection_date", True),
+    (
+        {"signal.prior_precision_thin": 0.5, "signal.prior_precision_thick": 0.25},
+        "signal.prior_precision_thick",
+        True,
+    ),
+    ({"signal.credential_weight": {"course": 1.0}}, "signal.credential_weight", False),
+    ({"population.developing_share": 0.02}, "population.matched_developing_share", True),
+    (
+        {"population.matched_share": 0.5},
+        "population.matched_education_shares.none_mentioned",
+        True,
+    ),
+    *[({k: {n: 0.5 for n in names}}, k, False) for k, names in SHARE_DICTS.items()],
+    *[({k: {"x": 1.0}}, k, False) for k in SHARE_DICTS],
+]
+
+
+@pytest.mark.parametrize(("overrides", "key", "has_range"), CROSS_FIELD)
+def test_cross_field_error_names_the_dotted_key(overrides, key, has_range):
+    msg = _raises(overrides)
+    assert msg.startswith(f"{SOURCE}: key '{key}': "), msg
+    section = key.partition(".")[0]
+    assert f"key '{section}':" not in msg  # not only the section
+    if has_range:
+        assert "allowed range" in msg
+
+
+def test_cross_field_error_gives_the_range_the_other_fields_allow():
+    msg = _raises({"calendar.matched_batches": 6, "calendar.n_batches": 4})
+    assert "allowed range [1, 4] months" in msg
+    msg = _raises({"signal.prior_precision_thin": 0.5, "signal.prior_precision_thick": 0.25})
+    assert "allowed range [0.5, 1000]" in msg
+    msg = _raises({"calendar.n_batches": 14})  # default calendar: 52 weeks, 12 batches fit
+    assert "allowed range [1, 12] months" in msg
+    DEFAULT.with_overrides({"calendar.n_batches": 12, "calendar.matched_batches": 5})
+
+
+def test_cross_field_error_in_a_file_names_file_and_key(tmp_path):
+    path = tmp_path / "cal.toml"
+    path.write_text("[sharing]\napp_open_share = [0.9, 0.5]\n", encoding="utf-8")
+    with pytest.raises(ScenarioError) as err:
+        Scenario.from_toml(path)
+    assert str(err.value).startswith(f"{path}: key 'sharing.app_open_share': ")
 
 
 # ---- coupled fields ----------------------------------------------------------------------
