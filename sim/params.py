@@ -32,6 +32,7 @@ __all__ = [
     "CREDENTIAL_TYPES",
     "DOMAINS",
     "EDUCATION_LEVELS",
+    "MIN_ARM_LEARNERS",
     "Scenario",
     "ScenarioError",
     "dumps_toml",
@@ -671,11 +672,27 @@ class Signal(_Section):
         return self
 
 
+#: The fewest matched learners either arm must expect when ``0 < treated_share < 1``.
+#: The study's estimators need both arms: the employability model is trained on the
+#: control arm in 5 cross-fitting folds (it fails below 10 controls), and the tertile
+#: rows compare the arms within each third of predicted employability. 30 per arm is
+#: about 10 per arm and tertile, the fewest with which a difference in means and its
+#: robust SE mean anything; it also keeps the realised arm (the expectation +- a few
+#: learners) well clear of the estimators' hard failures.
+MIN_ARM_LEARNERS = 30
+
+
 class Study(_Section):
     """The experiment layer: assignment and measurement."""
 
     treated_share: float = _f(
-        0.5, "share", "Share of each stratum assigned to the nudge.", ge=0, le=1
+        0.5,
+        "share",
+        "Share of each stratum assigned to the nudge. 0 and 1 (one arm: everyone or no one "
+        "nudged, measured by twin runs) are always allowed; in between, each arm must expect "
+        f"at least {MIN_ARM_LEARNERS} matched learners (see Scenario.expected_matched).",
+        ge=0,
+        le=1,
     )
 
 
@@ -691,6 +708,63 @@ class Scenario(_Section):
     market: Market = Field(default_factory=Market)
     signal: Signal = Field(default_factory=Signal)
     study: Study = Field(default_factory=Study)
+
+    @property
+    def expected_matched(self) -> float:
+        """Expected size of the matched sample (the study's estimation sample).
+
+        As :func:`sim.population.draw_learners` draws it: matched learners come only from
+        the first ``matched_batches`` of ``n_batches`` equally likely batches, each with
+        probability ``min(1, matched_share * n_batches / matched_batches)``, so
+        ``n_learners * min(matched_share, matched_batches / n_batches)``.
+        """
+        pop, cal = self.population, self.calendar
+        return pop.n_learners * min(pop.matched_share, cal.matched_batches / cal.n_batches)
+
+    @model_validator(mode="after")
+    def _arms(self) -> Self:
+        """Both arms of a study must be large enough for its estimators, before any work.
+
+        :func:`sim.population.stratified_assignment` treats ``floor(g * share)`` learners
+        of each batch x stratum cell of size ``g``, plus one with probability equal to the
+        remainder: the rounding is random, so each arm's expected size is exactly its
+        share of the expected matched sample however small the cells, and a share near 0
+        or 1 leaves the smaller arm with a handful of learners or none.
+        """
+        share = self.study.treated_share
+        if not 0 < share < 1:
+            return self
+        matched = self.expected_matched
+        smaller = matched * min(share, 1 - share)
+        if smaller >= MIN_ARM_LEARNERS - 1e-9:
+            return self
+        pop = self.population
+        arm = "control" if share > 0.5 else "treated"
+        why = (
+            f"with about {matched:,.2f} matched learners expected (population.n_learners "
+            f"{pop.n_learners:,}, matched_share {pop.matched_share}), treated_share = {share} "
+            f"leaves about {smaller:.2f} of them in the {arm} arm, fewer than the "
+            f"{MIN_ARM_LEARNERS} per arm the study's estimators need"
+        )
+        if matched >= 2 * MIN_ARM_LEARNERS:
+            lo = math.ceil(MIN_ARM_LEARNERS / matched * 1e4) / 1e4
+            hi = math.floor((1 - MIN_ARM_LEARNERS / matched) * 1e4) / 1e4
+            allowed = f"allowed range for this population [{lo}, {hi}] share, or exactly 0 or 1"
+        else:
+            cal = self.calendar
+            ways = []
+            need_n = math.ceil(2 * MIN_ARM_LEARNERS * pop.n_learners / matched - 1e-6)
+            if need_n <= field_info("population.n_learners")["le"]:
+                ways.append(f"population.n_learners >= {need_n:,}")
+            need_m = 2 * MIN_ARM_LEARNERS / pop.n_learners
+            if need_m <= min(1.0, cal.matched_batches / cal.n_batches):
+                ways.append(f"population.matched_share >= {math.ceil(need_m * 1e6) / 1e6}")
+            allowed = (
+                "no share between 0 and 1 leaves enough in both arms: allowed values for "
+                "this population 0 or 1 only"
+                + (f" (a 50/50 study needs {' or '.join(ways)})" if ways else "")
+            )
+        raise _inconsistent("study.treated_share", f"{why}; {allowed}")
 
     # ---- construction -------------------------------------------------------------
     @classmethod

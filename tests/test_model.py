@@ -278,8 +278,8 @@ def test_global_random_state_is_untouched():
 
 def test_a_seed_sequence_is_accepted_and_recorded():
     ss = np.random.SeedSequence(1234)
-    a = CredentialMarket(small_scenario(1_000), rng=ss, agents=False)
-    b = CredentialMarket(small_scenario(1_000), rng=1234, agents=False)
+    a = CredentialMarket(small_scenario(2_000), rng=ss, agents=False)
+    b = CredentialMarket(small_scenario(2_000), rng=1234, agents=False)
     assert a.seed == b.seed == 1234
     np.testing.assert_array_equal(a.population.skill, b.population.skill)
 
@@ -335,7 +335,7 @@ def test_agents_flag_changes_no_number(small_run):
 
 def test_treated_vector_must_match_the_population():
     with pytest.raises(ValueError, match="treated"):
-        CredentialMarket(small_scenario(1_000), rng=1, treated=np.zeros(999, bool))
+        CredentialMarket(small_scenario(2_000), rng=1, treated=np.zeros(1_999, bool))
 
 
 def test_default_assignment_is_balanced_within_strata(small_run):

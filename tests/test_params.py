@@ -22,6 +22,7 @@ from sim.params import (
     CREDENTIAL_TYPES,
     DOMAINS,
     EDUCATION_LEVELS,
+    MIN_ARM_LEARNERS,
     Scenario,
     ScenarioError,
     dumps_toml,
@@ -49,6 +50,8 @@ COUPLED = {
     "population.matched_share",
     "population.developing_share",
     "population.matched_developing_share",
+    "population.n_learners",  # with matched_share and treated_share: the arms' sizes
+    "study.treated_share",
 }
 FREE_NUMERIC = [k for k in NUMERIC_KEYS if k not in COUPLED]
 SOURCE = "test-source.toml"
@@ -495,10 +498,12 @@ def test_matched_share_must_fit_the_population_margins(m):
     assert 0.042 < m_max < 1
     if abs(m - m_max) < 1e-6:
         return
+    one_arm = {"study.treated_share": 1.0}  # no minimum arm size for a tiny matched sample
     if m < m_max:
-        assert DEFAULT.with_overrides({"population.matched_share": m}).population.matched_share == m
+        scn = DEFAULT.with_overrides({"population.matched_share": m, **one_arm})
+        assert scn.population.matched_share == m
     else:
-        msg = _raises({"population.matched_share": m})
+        msg = _raises({"population.matched_share": m, **one_arm})
         assert "population" in msg and "cannot be part of" in msg
 
 
@@ -520,6 +525,76 @@ def test_matched_value_that_cannot_fit_the_population_is_rejected():
     # 4.2% matched * 85% developing = 3.57% > 2% of the population
     msg = _raises({"population.developing_share": 0.02})
     assert "developing_share" in msg and "cannot be part of" in msg and SOURCE in msg
+
+
+# ---- both arms of a study are large enough --------------------------------------------
+
+
+def _smaller_arm(n: int, m: float, share: float, cal=DEFAULT.calendar) -> float:
+    """Expected matched learners in the smaller arm (see Scenario.expected_matched)."""
+    return n * min(m, cal.matched_batches / cal.n_batches) * min(share, 1 - share)
+
+
+@settings(max_examples=300)
+@given(
+    n=st.integers(200, 5_000_000),
+    m=st.floats(0.001, 0.3),
+    share=st.one_of(st.sampled_from([0.0, 1.0, 0.5, 1e-6, 0.999]), st.floats(0, 1)),
+)
+def test_treated_share_must_leave_enough_learners_in_both_arms(n, m, share):
+    ov = {
+        "population.n_learners": n,
+        "population.matched_share": m,
+        "study.treated_share": share,
+    }
+    smaller = _smaller_arm(n, m, share)
+    if abs(smaller - MIN_ARM_LEARNERS) < 1e-6:
+        return
+    if share in (0.0, 1.0) or smaller > MIN_ARM_LEARNERS:
+        assert DEFAULT.with_overrides(ov).study.treated_share == share
+        return
+    msg = _raises(ov)
+    assert msg.startswith(f"{SOURCE}: key 'study.treated_share': "), msg
+    assert f"fewer than the {MIN_ARM_LEARNERS} per arm" in msg
+    found = re.search(r"allowed range for this population \[([\d.]+), ([\d.]+)\] share", msg)
+    if found:  # the range it states is right: its ends validate, just outside does not
+        lo, hi = float(found[1]), float(found[2])
+        assert lo <= 0.5 <= hi
+        for ok in (lo, hi):
+            DEFAULT.with_overrides({**ov, "study.treated_share": ok})
+        for bad in (lo - 2e-4, hi + 2e-4):
+            if 0 < bad < 1:
+                _raises({**ov, "study.treated_share": bad})
+    else:
+        assert "0 or 1 only" in msg
+        need = re.search(r"n_learners >= ([\d,]+)", msg)
+        if need:
+            need = int(need[1].replace(",", ""))
+            assert _smaller_arm(need, m, 0.5) >= MIN_ARM_LEARNERS - 1e-9
+            assert _smaller_arm(need - 1, m, 0.5) < MIN_ARM_LEARNERS
+        need_m = re.search(r"matched_share >= ([\d.e-]+)\)", msg)
+        assert need or need_m, msg
+        if need_m:
+            assert _smaller_arm(n, float(need_m[1]), 0.5) >= MIN_ARM_LEARNERS - 1e-9
+
+
+def test_nearly_everyone_nudged_in_a_small_population_is_rejected_before_any_work():
+    msg = _raises({"population.n_learners": 20_000, "study.treated_share": 0.999})
+    assert "key 'study.treated_share'" in msg and "control arm" in msg
+    assert "allowed range for this population [0.0358, 0.9642] share" in msg
+    for share in (0.0, 1.0, 0.0358, 0.9642):  # one arm (twin runs), or enough in both
+        DEFAULT.with_overrides({"population.n_learners": 20_000, "study.treated_share": share})
+    msg = _raises({"population.n_learners": 1_000})
+    assert "0 or 1 only" in msg and "n_learners >= 1,429" in msg
+    DEFAULT.with_overrides({"population.n_learners": 1_000, "study.treated_share": 1.0})
+
+
+def test_expected_matched_sample_follows_the_matched_batches():
+    scn = DEFAULT.with_overrides({"population.n_learners": 100_000})
+    assert scn.expected_matched == pytest.approx(4_200)
+    # only 1 of 7 batches can be matched: at most 1/7 of the learners
+    few = scn.with_overrides({"calendar.matched_batches": 1, "population.matched_share": 0.3})
+    assert few.expected_matched == pytest.approx(100_000 / 7)
 
 
 # ---- round trip --------------------------------------------------------------------------
@@ -617,7 +692,7 @@ def test_to_toml_writes_every_parameter():
 
 
 def test_from_toml_reads_a_written_file(tmp_path):
-    scn = DEFAULT.with_overrides({"signal.credibility": 0.8, "population.n_learners": 1234})
+    scn = DEFAULT.with_overrides({"signal.credibility": 0.8, "population.n_learners": 2345})
     path = tmp_path / "x.toml"
     path.write_text(scn.to_toml(), encoding="utf-8")
     assert Scenario.from_toml(path) == scn

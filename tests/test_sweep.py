@@ -178,7 +178,7 @@ def test_sampled_designs_fill_the_ranges_and_follow_the_seed(method: str) -> Non
     text = TINY.replace(
         '"signal.credibility" = { values = [0.3, 0.9] }',
         '"signal.credibility" = { range = [0.2, 0.8] }\n'
-        '"population.n_learners" = { range = [1000, 3000] }\n'
+        '"population.n_learners" = { range = [1500, 3000] }\n'
         '"visibility.enabled" = { values = [true, false] }',
     ).replace('"population.n_learners" = 2000\n', "") + f'\n[sample]\nmethod = "{method}"\nn = 8\n'
     before = global_random_state()
@@ -188,7 +188,7 @@ def test_sampled_designs_fill_the_ranges_and_follow_the_seed(method: str) -> Non
     cred = np.array([p["signal.credibility"] for p in spec.points[:8]])
     learners = [p["population.n_learners"] for p in spec.points[:8]]
     assert ((cred >= 0.2) & (cred <= 0.8)).all()
-    assert all(isinstance(n, int) and 1000 <= n <= 3000 for n in learners)
+    assert all(isinstance(n, int) and 1500 <= n <= 3000 for n in learners)
     # the same 8 sampled points under each list value
     assert [p["signal.credibility"] for p in spec.points[8:]] == list(cred)
     # one point per stratum in each dimension (Sobol' in base 2, LHS by construction)
@@ -244,6 +244,14 @@ _BAD = {
                                 '[parameters]\n"study.treated_share" = { values = [0.5, 1.0] }'),
                                ["treated_share = 1.0", "twin = true"]),
     "not TOML": (("seed = 11", "seed = = 11"), ["not valid TOML"]),
+    # 2,000 learners: ~84 matched; 0.999 leaves ~0.1 in the control arm (point 1)
+    "nearly empty arm": (('"signal.credibility" = { values = [0.3, 0.9] }',
+                          '"study.treated_share" = { values = [0.5, 0.999] }'),
+                         ["point 1", "key 'study.treated_share'", "control arm",
+                          "allowed range for this population [0.3572, 0.6428] share"]),
+    "population too small for two arms": (("= 2000", "= 1000"),
+                                          ["[sweep.overrides]", "key 'study.treated_share'",
+                                           "0 or 1 only", "n_learners >= 1,429"]),
 }
 
 
