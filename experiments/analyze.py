@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sim import plots
+from sim import plots, scenarios
 from sim.params import Scenario
 from sim.targets import TARGETS
 
@@ -90,7 +90,7 @@ __all__ = [
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SWEEPS_DIR = PROJECT_ROOT / "experiments" / "sweeps"
-SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
+SCENARIOS_DIR = scenarios.PACKAGED  # where `credsim calibrate` writes paper.toml
 #: Where :func:`run_small` keeps its reduced-scale runs (git-ignored, like results/).
 SMALL_DIR = PROJECT_ROOT / "results" / "notebook_sweeps"
 
@@ -227,14 +227,14 @@ def calibrated_point(res: SweepResults,
                      scenarios_dir: str | Path = SCENARIOS_DIR) -> dict[str, Any]:
     """The calibrated nudge strength and credibility, and where they were read.
 
-    From ``scenarios/paper.toml`` when it exists (``credsim calibrate`` writes it), else
+    From ``sim/scenarios/paper.toml`` when it exists (``credsim calibrate`` writes it), else
     from the base scenario recorded with the sweep (``base.toml``).
     """
     paper = Path(scenarios_dir) / "paper.toml"
     scn, source = res.base, "the sweep's base scenario"
     if paper.is_file():
         try:
-            scn, source = Scenario.from_toml(paper), "scenarios/paper.toml"
+            scn, source = Scenario.from_toml(paper), "sim/scenarios/paper.toml"
         except Exception:  # being written, or invalid: the base is the next best
             pass
     return {NUDGE: float(scn.sharing.nudge_strength),
@@ -1051,9 +1051,7 @@ def small_sweep(name: str, *, n_learners: int = 30_000, matched_share: float = 0
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     sw = dict(data["sweep"])
     base = sw["base"]
-    if "/" not in base and not base.endswith(".toml") and not (
-            (SCENARIOS_DIR / f"{base}.toml").is_file()
-            or (Path.cwd() / "scenarios" / f"{base}.toml").is_file()):
+    if "/" not in base and not base.endswith(".toml") and base not in scenarios.names():
         base = "baseline"
     sw.update(name=f"{name}_small", base=base, replications=replications,
               description=f"Reduced scale ({n_learners:,} learners, matched share "

@@ -1,13 +1,12 @@
-"""Write the hand-made scenario files of ``scenarios/`` from the schema's defaults.
+"""Write the hand-made packaged scenario files (``sim/scenarios/``) from the schema's defaults.
 
 Every parameter is written out explicitly, so a scenario file is complete on its own.
-``scenarios/paper.toml`` is not made here: ``credsim calibrate`` writes it.
+``sim/scenarios/paper.toml`` is not made here: ``credsim calibrate`` writes it.
 
     uv run python experiments/make_scenarios.py
 """
 
-from pathlib import Path
-
+from sim import scenarios
 from sim.params import Scenario
 
 SCENARIOS = {
@@ -32,8 +31,7 @@ SCENARIOS = {
 
 
 def main() -> None:
-    out = Path(__file__).resolve().parent.parent / "scenarios"
-    out.mkdir(exist_ok=True)
+    out = scenarios.PACKAGED
     for name, (description, overrides) in SCENARIOS.items():
         scn = Scenario().with_overrides(
             {"meta.name": name, "meta.description": description, **overrides}
@@ -42,7 +40,7 @@ def main() -> None:
             f"# {description}\n# Written by experiments/make_scenarios.py; every key is "
             "explicit.\n\n" + scn.to_toml(), encoding="utf-8"
         )
-        print(f"wrote scenarios/{name}.toml")
+        print(f"wrote sim/scenarios/{name}.toml")
 
 
 if __name__ == "__main__":

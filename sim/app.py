@@ -48,8 +48,7 @@ import solara
 from mesa.visualization import Slider, SolaraViz
 from mesa.visualization.utils import update_counter
 
-from sim import plots
-from sim.cli import PROJECT_ROOT, resolve_scenario
+from sim import plots, scenarios
 from sim.model import NO_WEEK, CredentialMarket
 from sim.params import Scenario, field_info
 
@@ -102,7 +101,7 @@ _DEFAULTS = {kw: field_info(key)["default"] for kw, (key, _) in SLIDERS.items()}
 
 
 def _base_scenario(name: str) -> Scenario:
-    return Scenario.from_toml(resolve_scenario(name))
+    return scenarios.load(name)
 
 
 #: Learners on the first page: the default scenario's size (also the slider's maximum).
@@ -116,7 +115,7 @@ class AppMarket(CredentialMarket):
     Parameters
     ----------
     scenario_name:
-        A scenario of ``scenarios/`` (bare name) or a TOML path; it sets every parameter
+        A scenario's bare name (:mod:`sim.scenarios`) or a TOML path; it sets every parameter
         that the arguments below do not.
     n_learners:
         ``population.n_learners`` (learners).
@@ -197,8 +196,8 @@ def slider_spec(key: str) -> dict[str, float]:
 
 
 def scenario_names() -> list[str]:
-    """The scenarios in ``scenarios/`` (bare names), the default first."""
-    names = sorted(p.stem for p in (PROJECT_ROOT / "scenarios").glob("*.toml"))
+    """The scenarios :mod:`sim.scenarios` knows (bare names), the default first."""
+    names = scenarios.names()
     return [DEFAULT_SCENARIO, *[n for n in names if n != DEFAULT_SCENARIO]]
 
 

@@ -11,9 +11,9 @@ output folder that exists); 130 interrupted with Ctrl-C. Unexpected errors propa
 with their traceback.
 
     credsim run small --seed 1
-    credsim run scenarios/baseline.toml --out runs/base --overwrite --quiet
-    credsim reproduce                      # the paper's table, simulated (scenarios/paper.toml)
-    credsim calibrate                      # refit scenarios/paper.toml
+    credsim run my_scenario.toml --out runs/mine --overwrite --quiet
+    credsim reproduce                      # the paper's table, simulated (paper scenario)
+    credsim calibrate                      # refit sim/scenarios/paper.toml
     credsim sweep experiments/sweeps/small_demo.toml --workers 2
 """
 
@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sim import __version__
+from sim import __version__, scenarios
 from sim.params import Scenario, ScenarioError
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main", "resolve_scenario"]
@@ -38,7 +38,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 PROG = "credsim"
-#: The project root: the folder holding the ``sim`` package (and ``scenarios/``).
+#: The project root: the folder holding the ``sim`` package.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -50,32 +50,17 @@ class _CliError(Exception):
 
 
 def resolve_scenario(name_or_path: str | Path) -> Path:
-    """The scenario file for a path or a bare name.
+    """The scenario file for a path or a bare name: :func:`sim.scenarios.find`.
 
-    An existing file is used as given. Otherwise a bare name (``small`` or
-    ``small.toml``, no folder part) is looked up as ``scenarios/<name>.toml`` in the
-    current directory, then in the project root next to the ``sim`` package.
+    A bare name (``small``) is ``./scenarios/<name>.toml`` when the current folder has
+    one, else the scenario packaged with credsim.
 
     Raises
     ------
     ScenarioError
         Nothing matches; the message lists the places tried and the names available.
     """
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    if path.parent != Path(".") or path.suffix not in ("", ".toml"):
-        raise ScenarioError(f"{path}: no such scenario file")
-    stem = path.stem if path.suffix == ".toml" else path.name
-    folders = list(dict.fromkeys([Path.cwd() / "scenarios", PROJECT_ROOT / "scenarios"]))
-    for folder in folders:
-        candidate = folder / f"{stem}.toml"
-        if candidate.is_file():
-            return candidate
-    names = sorted({p.stem for f in folders if f.is_dir() for p in f.glob("*.toml")})
-    tried = ", ".join(str(f / f"{stem}.toml") for f in folders)
-    known = f"; known scenarios: {', '.join(names)}" if names else ""
-    raise ScenarioError(f"{name_or_path}: no such scenario file or name (tried {tried}){known}")
+    return scenarios.find(name_or_path)
 
 
 def _seed(text: str) -> int:
@@ -112,7 +97,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "scenario",
         metavar="SCENARIO",
-        help="a scenario TOML file, or a bare name looked up in scenarios/",
+        help="a scenario TOML file, or a bare name: ./scenarios/<name>.toml if there is one, "
+        "else a scenario packaged with credsim (small, paper, baseline, ...)",
     )
     p.add_argument("--seed", type=_seed, default=0, help="root seed of the run (default: 0)")
     p.add_argument(
@@ -376,7 +362,7 @@ def _reproduce_table(table: Any, name: str, reps: int) -> Any:
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "calibrate",
-        help="fit the free parameters to the paper's numbers; write scenarios/paper.toml",
+        help="fit the free parameters to the paper's numbers; write sim/scenarios/paper.toml",
         description="Simulated method of moments with common random numbers (see "
         "sim/calibrate.py). Every evaluation is cached in <out>/evaluations.jsonl: rerun "
         "the same command to resume an interrupted calibration.",
@@ -387,8 +373,9 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
                    help="seed of the calibration runs (default: 20260101)")
     p.add_argument("--out", type=Path, default=Path("results/calibration"),
                    help="folder for the cache and calibration.json")
-    p.add_argument("--scenario-out", type=Path, default=PROJECT_ROOT / "scenarios/paper.toml",
-                   help="calibrated scenario to write (default: scenarios/paper.toml)")
+    p.add_argument("--scenario-out", type=Path, default=scenarios.PACKAGED / "paper.toml",
+                   help="calibrated scenario to write (default: the packaged paper.toml, "
+                   "sim/scenarios/paper.toml)")
     p.add_argument("--workers", type=int, default=None,
                    help="processes (default: the machine's cores)")
     p.add_argument("--max-iterations", type=int, default=16,
@@ -410,7 +397,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         print(f"[{time.monotonic() - t0:7.0f} s] {msg}", flush=True)
 
-    base = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
+    if path.parent == scenarios.PACKAGED:  # recorded as the name: found from any folder
+        base = path.stem
+    else:
+        base = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
     calibrate(str(base), args.seed, args.out, args.scenario_out, workers=args.workers,
               max_iterations=args.max_iterations, n_seeds=args.seeds,
               max_minutes=args.max_minutes, log=log,

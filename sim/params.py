@@ -813,12 +813,15 @@ class Scenario(_Section):
         return dumps_toml(self.to_dict())
 
 
-def load_scenario(path_or_name: str | Path, scenarios_dir: str | Path = "scenarios") -> Scenario:
-    """Load ``path_or_name``, or ``scenarios_dir/<name>.toml`` when given a bare name."""
-    path = Path(path_or_name)
-    if not path.suffix and not path.exists():
-        path = Path(scenarios_dir) / f"{path_or_name}.toml"
-    return Scenario.from_toml(path)
+def load_scenario(path_or_name: str | Path, scenarios_dir: str | Path | None = None) -> Scenario:
+    """Load a scenario file or a scenario by bare name (:func:`sim.scenarios.load`).
+
+    ``scenarios_dir``: a folder to look in first for a bare name (and to resolve a
+    relative path from).
+    """
+    from sim import scenarios  # the one place that finds scenario files
+
+    return scenarios.load(path_or_name, folder=scenarios_dir)
 
 
 def field_info(dotted: str) -> dict[str, Any]:

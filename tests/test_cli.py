@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim import cli, store
+from sim import cli, scenarios, store
 from sim.params import Scenario
 
 N_LEARNERS = 3000
@@ -118,9 +118,9 @@ def test_unknown_scenario_name_exits_2(tmp_path: Path, capsys, monkeypatch) -> N
     assert not (tmp_path / "runs").exists()
 
 
-def test_bare_name_is_found_in_the_project_scenarios(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)  # no scenarios/ here: falls back to the project's
-    assert cli.resolve_scenario("small") == cli.PROJECT_ROOT / "scenarios" / "small.toml"
+def test_bare_name_is_found_in_the_packaged_scenarios(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no scenarios/ here: falls back to the packaged ones
+    assert cli.resolve_scenario("small") == scenarios.PACKAGED / "small.toml"
     local = tmp_path / "scenarios"
     local.mkdir()
     (local / "small.toml").write_text("", encoding="utf-8")

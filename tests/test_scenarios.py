@@ -1,4 +1,4 @@
-"""Every scenario file in ``scenarios/`` loads, is complete, and runs."""
+"""Every packaged scenario file (``sim/scenarios/``) loads, is complete, and runs."""
 
 from __future__ import annotations
 
