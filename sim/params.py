@@ -2,7 +2,10 @@
 
 A scenario is a TOML file whose tables mirror the sections below (``[population]``,
 ``[graph]``, ``[sharing]``, ...). Every key is optional; a missing key takes the default
-written here, and nowhere else. Validation happens once, at the boundary
+written here, and nowhere else. A file may extend another: ``[meta] base = "paper"`` (a
+bare name or a path relative to the file, found by :mod:`sim.scenarios`) starts from that
+scenario and applies the file's own values; cycles are refused, and errors still name the
+file and the key. Validation happens once, at the boundary
 (:meth:`Scenario.from_toml`, :meth:`Scenario.from_dict`): an unknown key (with the
 nearest valid name), a wrong type, a value out of range or an inconsistent set of values
 raises :class:`ScenarioError` naming the file, the dotted key and what was expected.
@@ -777,21 +780,23 @@ class Scenario(_Section):
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Scenario:
-        """Read and validate a scenario file."""
+        """Read and validate a scenario file (``[meta] base`` relative to its folder)."""
         path = Path(path)
         if not path.is_file():
             raise ScenarioError(f"{path}: no such scenario file")
-        return cls.from_toml_text(path.read_text(encoding="utf-8"), source=str(path))
+        text = path.read_text(encoding="utf-8")
+        return _from_text(text, str(path), path.parent, (path.resolve(),))
 
     @classmethod
-    def from_toml_text(cls, text: str, source: str = "<toml>") -> Scenario:
-        """Validate scenario TOML text; ``[provenance]`` (from calibration) is skipped."""
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as err:
-            raise ScenarioError(f"{source}: not valid TOML ({err})") from None
-        data.pop("provenance", None)  # written by `credsim calibrate`; informational
-        return cls.from_dict(data, source=source)
+    def from_toml_text(
+        cls, text: str, source: str = "<toml>", folder: str | Path | None = None
+    ) -> Scenario:
+        """Validate scenario TOML text; ``[provenance]`` (from calibration) is skipped.
+
+        ``[meta] base`` (see :data:`BASE_KEY`) is found by :func:`sim.scenarios.find`,
+        a relative path from ``folder`` (default: the current folder).
+        """
+        return _from_text(text, source, None if folder is None else Path(folder), ())
 
     def with_overrides(self, overrides: Mapping[str, Any], source: str = "overrides") -> Scenario:
         """A copy with dotted keys replaced, e.g. ``{"signal.credibility": 0.8}``."""
@@ -811,6 +816,62 @@ class Scenario(_Section):
     def to_toml(self) -> str:
         """Every parameter written out explicitly, one table per section."""
         return dumps_toml(self.to_dict())
+
+
+#: The ``[meta]`` key by which a scenario file extends another: ``base = "paper"`` (a bare
+#: name, or a path relative to the file) means "that scenario, with this file's values".
+BASE_KEY = "base"
+
+
+def _from_text(text: str, source: str, folder: Path | None, chain: tuple[Path, ...]) -> Scenario:
+    """A scenario file's text, validated, its base (if any) applied first.
+
+    A section's keys replace the base's one by one (a table value such as
+    ``credential_weight`` as a whole); ``[meta]`` (name, description) is the file's own,
+    never inherited. ``chain`` holds the files being read, to refuse a cycle of bases.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ScenarioError(f"{source}: not valid TOML ({err})") from None
+    data.pop("provenance", None)  # written by `credsim calibrate`; informational
+    meta = data.get("meta")
+    if isinstance(meta, dict) and BASE_KEY in meta:
+        ref = meta[BASE_KEY]
+        data["meta"] = {k: v for k, v in meta.items() if k != BASE_KEY}
+        base = _base_of(ref, source, folder, chain)
+        merged: dict[str, Any] = {**base.to_dict(), "meta": {}}
+        for section, body in data.items():
+            if isinstance(body, dict) and isinstance(merged.get(section), dict):
+                merged[section] = {**merged[section], **body}
+            else:  # an unknown section or a value that is not a table: validation says so
+                merged[section] = body
+        data = merged
+    return Scenario.from_dict(data, source=source)
+
+
+def _base_of(ref: Any, source: str, folder: Path | None, chain: tuple[Path, ...]) -> Scenario:
+    """The scenario named by ``[meta] base = ref`` in ``source``, its own bases applied."""
+    from sim import scenarios  # the one place that finds scenario files
+
+    where = f"{source}: key 'meta.{BASE_KEY}'"
+    if not isinstance(ref, str) or not ref.strip():
+        raise ScenarioError(
+            f"{where}: expected the name or path of a scenario (a string), got {ref!r}"
+        )
+    try:
+        path = scenarios.find(ref, folder=folder)
+    except ScenarioError as err:
+        raise ScenarioError(f"{where}: {err}") from None
+    if path.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise ScenarioError(f"{where}: {ref!r} extends itself (cycle of bases: {cycle})")
+    try:
+        return _from_text(
+            path.read_text(encoding="utf-8"), str(path), path.parent, (*chain, path.resolve())
+        )
+    except ScenarioError as err:
+        raise ScenarioError(f"{where} = {ref!r}: in the base scenario: {err}") from None
 
 
 def load_scenario(path_or_name: str | Path, scenarios_dir: str | Path | None = None) -> Scenario:

@@ -103,3 +103,27 @@ def test_the_installed_wheel_finds_scenarios_by_name_from_any_folder(
     assert Path(small) == site / "sim" / "scenarios" / "small.toml"
     assert paper == "paper"
     assert set(names.split(",")) == {p.stem for p in scenarios.PACKAGED.glob("*.toml")}
+
+
+def test_the_installed_credsim_runs_a_scenario_extending_a_packaged_one(
+    installed: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "tiny.toml").write_text(
+        '[meta]\nbase = "small"\nname = "tiny"\n\n[population]\nn_learners = 2000\n',
+        encoding="utf-8",
+    )
+    run = subprocess.run(
+        [installed / "credsim", "run", "tiny.toml", "--quiet", "--no-agents"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    out = elsewhere / "runs" / "tiny-seed0"
+    resolved = scenarios.load("small").with_overrides(
+        {"meta.name": "tiny", "meta.description": "", "population.n_learners": 2000}
+    )
+    assert scenarios.load(out / "scenario.toml") == resolved

@@ -758,3 +758,133 @@ def test_out_of_range_value_in_a_file_names_file_key_and_range(tmp_path):
 
 def test_scenario_error_is_a_value_error():
     assert issubclass(ScenarioError, ValueError)
+
+
+# ---- a scenario file extends another: [meta] base ------------------------------------------
+
+
+def _file(folder, name: str, text: str):
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_base_by_name_starts_from_that_scenario_and_applies_the_files_values(tmp_path):
+    from sim import scenarios
+
+    path = _file(
+        tmp_path,
+        "mine.toml",
+        '[meta]\nbase = "paper"\nname = "mine"\n\n'
+        "[signal]\ncredibility = 0.5\n"
+        "credential_weight = { course = 1.0, guided_project = 1.0, specialization = 1.0, "
+        "professional_certificate = 1.0 }\n",
+    )
+    scn = Scenario.from_toml(path)
+    paper = scenarios.load("paper")
+    expected = paper.with_overrides(
+        {
+            "meta.name": "mine",
+            "meta.description": "",
+            "signal.credibility": 0.5,
+            "signal.credential_weight": dict.fromkeys(CREDENTIAL_TYPES, 1.0),
+        }
+    )
+    assert scn == expected
+    assert (
+        scn.sharing.nudge_strength == paper.sharing.nudge_strength != DEFAULT.sharing.nudge_strength
+    )
+
+
+def test_meta_is_the_files_own_and_the_resolved_scenario_has_no_base(tmp_path):
+    path = _file(tmp_path, "x.toml", '[meta]\nbase = "small"\n')
+    scn = Scenario.from_toml(path)
+    assert (scn.meta.name, scn.meta.description) == ("unnamed", "")  # not small's
+    assert scn.population.n_learners == 20_000
+    text = scn.to_toml()
+    assert "base" not in tomllib.loads(text)["meta"]
+    data = tomllib.loads(text)
+    assert {f"{s}.{k}" for s, body in data.items() for k in body} == set(ALL_KEYS)
+    assert Scenario.from_toml_text(text) == scn
+
+
+def test_base_path_is_relative_to_the_file_and_bases_chain(tmp_path):
+    _file(tmp_path, "shared/root.toml", "[market]\nhiring_bar = 1.5\n[signal]\ncredibility = 0.3\n")
+    _file(tmp_path, "shared/mid.toml", '[meta]\nbase = "root.toml"\n[signal]\ncredibility = 0.4\n')
+    leaf = _file(tmp_path, "a/b/leaf.toml", '[meta]\nbase = "../../shared/mid.toml"\n')
+    scn = Scenario.from_toml(leaf)
+    assert (scn.market.hiring_bar, scn.signal.credibility) == (1.5, 0.4)
+    # the same text elsewhere: a relative base is taken from `folder`, else the cwd
+    text = leaf.read_text(encoding="utf-8")
+    assert Scenario.from_toml_text(text, folder=leaf.parent) == scn
+    with pytest.raises(ScenarioError, match=r"nowhere: key .meta\.base.: no such scenario"):
+        Scenario.from_toml_text(text, source="nowhere")
+
+
+def test_a_base_name_is_looked_up_next_to_the_file_first(tmp_path):
+    _file(tmp_path, "small.toml", "[population]\nn_learners = 4321\n")
+    child = _file(tmp_path, "child.toml", '[meta]\nbase = "small"\n')
+    assert Scenario.from_toml(child).population.n_learners == 4321
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"a.toml": '[meta]\nbase = "a"\n'},
+        {"a.toml": '[meta]\nbase = "b.toml"\n', "b.toml": '[meta]\nbase = "a"\n'},
+        {
+            "a.toml": '[meta]\nbase = "b"\n',
+            "b.toml": '[meta]\nbase = "sub/../c.toml"\n',
+            "c.toml": '[meta]\nbase = "a.toml"\n',
+        },
+    ],
+    ids=["self", "two", "three"],
+)
+def test_a_cycle_of_bases_is_an_error_naming_the_file_and_key(tmp_path, files):
+    (tmp_path / "sub").mkdir()
+    for name, text in files.items():
+        _file(tmp_path, name, text)
+    with pytest.raises(ScenarioError) as err:
+        Scenario.from_toml(tmp_path / "a.toml")
+    msg = str(err.value)
+    assert msg.startswith(f"{tmp_path / 'a.toml'}: key 'meta.base'"), msg
+    assert "cycle of bases" in msg
+
+
+def test_base_errors_name_the_file_and_the_key(tmp_path):
+    missing = _file(tmp_path, "m.toml", '[meta]\nbase = "no_such_scenario"\n')
+    with pytest.raises(ScenarioError) as err:
+        Scenario.from_toml(missing)
+    msg = str(err.value)
+    assert msg.startswith(f"{missing}: key 'meta.base': ") and "no_such_scenario" in msg
+    assert "known scenarios: " in msg and "paper" in msg
+
+    for value in ("3", "true", '""', '["paper"]'):
+        bad = _file(tmp_path, "t.toml", f"[meta]\nbase = {value}\n")
+        with pytest.raises(ScenarioError, match=r"key 'meta.base': expected the name or path"):
+            Scenario.from_toml(bad)
+
+    # an invalid base: named, inside the error of the file that uses it
+    _file(tmp_path, "broken.toml", "[signal]\ncredibility = 2.0\n")
+    child = _file(tmp_path, "c.toml", '[meta]\nbase = "broken"\n')
+    with pytest.raises(ScenarioError) as err:
+        Scenario.from_toml(child)
+    msg = str(err.value)
+    assert msg.startswith(f"{child}: key 'meta.base' = 'broken': in the base scenario: ")
+    assert f"{tmp_path / 'broken.toml'}: key 'signal.credibility'" in msg
+
+    # a bad value of the file itself names the file, not the base
+    child = _file(tmp_path, "d.toml", '[meta]\nbase = "paper"\n[signal]\ncredibilty = 0.5\n')
+    with pytest.raises(ScenarioError) as err:
+        Scenario.from_toml(child)
+    msg = str(err.value)
+    assert msg.startswith(f"{child}: unknown key 'signal.credibilty'")
+    assert "did you mean 'signal.credibility'" in msg
+
+    # a rule across files: this file's population and the base's treated share
+    child = _file(tmp_path, "e.toml", '[meta]\nbase = "small"\n[study]\ntreated_share = 0.999\n')
+    with pytest.raises(
+        ScenarioError, match=rf"^{re.escape(str(child))}: key 'study.treated_share'"
+    ):
+        Scenario.from_toml(child)
