@@ -20,6 +20,11 @@ Method: simulated method of moments with common random numbers, in two blocks.
    steps with Broyden updates of a finite-difference Jacobian (see :class:`Calibration`),
    in the logit space of each parameter's calibration range.
 
+The search starts from the base scenario's values: by default ``uncalibrated``, whose free
+parameters are the schema's round pre-calibration defaults (:mod:`sim.params`). The
+result is written to the packaged ``sim/scenarios/paper.toml``, the one home of the
+calibrated values.
+
 Simulated ITTs are the *true* effects from the twin runs (each learner under both
 arms), not one noisy estimate: the paper's estimate is the target, and the model's
 expected estimate is its true effect. Every twin run is appended to
@@ -413,7 +418,7 @@ def calibrate(base_path: str | Path, seed: int, out_dir: str | Path, scenario_ou
               workers: int | None = None, max_iterations: int = 12, n_seeds: int = 2,
               max_minutes: float = 55.0, log: Callable[[str], None] = print,
               clock: Callable[[], str] | None = None) -> dict:
-    """Run the whole calibration and write ``scenario_out`` (e.g. scenarios/paper.toml).
+    """Run the whole calibration and write ``scenario_out`` (e.g. sim/scenarios/paper.toml).
 
     ``out_dir`` keeps the evaluation cache (resume) and ``calibration.json`` (inputs,
     outputs, every moment). The scenario file is written only when the fit is complete.

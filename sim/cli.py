@@ -367,8 +367,9 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
         "sim/calibrate.py). Every evaluation is cached in <out>/evaluations.jsonl: rerun "
         "the same command to resume an interrupted calibration.",
     )
-    p.add_argument("--base", default="baseline",
-                   help="scenario to start from (default: baseline)")
+    p.add_argument("--base", default="uncalibrated",
+                   help="scenario to start from (default: uncalibrated, the study's population "
+                   "with the schema's round pre-calibration values)")
     p.add_argument("--seed", type=_seed, default=20260101,
                    help="seed of the calibration runs (default: 20260101)")
     p.add_argument("--out", type=Path, default=Path("results/calibration"),

@@ -10,6 +10,14 @@ file and the key. Validation happens once, at the boundary
 nearest valid name), a wrong type, a value out of range or an inconsistent set of values
 raises :class:`ScenarioError` naming the file, the dotted key and what was expected.
 
+**Defaults are pre-calibration values.** The twelve parameters that ``credsim calibrate``
+fits (``SHARING_PARAMS`` and ``MARKET_PARAMS`` in :mod:`sim.calibrate`; ``calibrated`` in
+:func:`field_info`) default to round starting values of the calibration. The calibrated
+values live in one place only, the packaged ``sim/scenarios/paper.toml``; the other
+packaged scenarios say ``base = "paper"`` plus their own differences (except
+``uncalibrated``, which is the defaults). So ``Scenario()`` is the uncalibrated market:
+for the study as calibrated, load ``paper``.
+
 Units are part of each field's description (``unit`` in the JSON schema): rates are
 *per week* unless the name says otherwise; durations are in weeks; shares are in [0, 1].
 Every number must be finite (NaN and infinities are rejected) and lie in a declared range,
@@ -67,6 +75,29 @@ class ScenarioError(ValueError):
 def _f(default: Any, unit: str, doc: str, **bounds: Any) -> Any:
     """A schema field: default, unit and bounds in one place."""
     return Field(default, description=doc, json_schema_extra={"unit": unit}, **bounds)
+
+
+#: Appended to the description of every parameter that ``credsim calibrate`` fits.
+CALIBRATED_NOTE = (
+    " Calibrated: this default is a round starting value of the calibration "
+    "(sim/calibrate.py); the fitted value is in the packaged paper scenario "
+    "(sim/scenarios/paper.toml)."
+)
+
+
+def _calibrated(default: float, unit: str, doc: str, **bounds: Any) -> Any:
+    """A field that ``credsim calibrate`` fits (``SHARING_PARAMS``, ``MARKET_PARAMS``).
+
+    Its default is a round pre-calibration value, never a copy of a fitted one: fitted
+    values live only in ``sim/scenarios/paper.toml``. ``field_info`` reports
+    ``calibrated: True``.
+    """
+    return Field(
+        default,
+        description=doc + CALIBRATED_NOTE,
+        json_schema_extra={"unit": unit, "calibrated": True},
+        **bounds,
+    )
 
 
 #: An entry of a table or list of shares: a finite number in [0, 1].
@@ -357,8 +388,8 @@ class Graph(_Section):
 class Sharing(_Section):
     """Phase 1: who shares the credential, and when."""
 
-    hazard_at_grant: float = _f(
-        0.01608,
+    hazard_at_grant: float = _calibrated(
+        0.02,
         "per week",
         "Control sharing hazard in the week the credential is granted (median activity).",
         ge=0,
@@ -380,8 +411,8 @@ class Sharing(_Section):
         min_length=2,
         max_length=2,
     )
-    nudge_strength: float = _f(
-        0.008535,
+    nudge_strength: float = _calibrated(
+        0.01,
         "-",
         "Scale of a notification's effect: the chance that a notification, seen "
         "by a median-activity learner, leads to sharing is 1 - exp(-nudge_strength).",
@@ -425,8 +456,8 @@ class Visibility(_Section):
         "The visibility channel: a shared credential makes employers consider the "
         "learner more often (search boost, feed).",
     )
-    search_boost: float = _f(
-        6.132,
+    search_boost: float = _calibrated(
+        5.0,
         "ratio",
         "Extra weight of a shared credential in recruiter searches of its "
         "domain (weight = activity * (1 + boost)).",
@@ -462,8 +493,8 @@ class Visibility(_Section):
         ge=0,
         le=1,
     )
-    recruiter_view_prob: float = _f(
-        0.00718,
+    recruiter_view_prob: float = _calibrated(
+        0.01,
         "probability",
         "Chance that a recruiter whose search finds a learner with a "
         "shared credential opens it (a view).",
@@ -477,8 +508,8 @@ class Visibility(_Section):
         ge=0,
         le=1,
     )
-    unshared_view_rate: float = _f(
-        0.003295,
+    unshared_view_rate: float = _calibrated(
+        0.003,
         "per week",
         "Certificate views of an unshared credential (link sent with an "
         "application, CV), median activity.",
@@ -497,11 +528,11 @@ class Visibility(_Section):
 class Market(_Section):
     """Phases 3-5: search, applications, screening, hiring and flows."""
 
-    vacancies_per_1000: float = _f(
-        9.106, "vacancies per week per 1000 learners", "Vacancy arrival rate.", ge=0, le=1000
+    vacancies_per_1000: float = _calibrated(
+        9.0, "vacancies per week per 1000 learners", "Vacancy arrival rate.", ge=0, le=1000
     )
-    in_scope_share: float = _f(
-        0.6144, "share", "Share of vacancies with a tech or managerial title.", ge=0, le=1
+    in_scope_share: float = _calibrated(
+        0.6, "share", "Share of vacancies with a tech or managerial title.", ge=0, le=1
     )
     vacancy_duration_weeks: float = _f(
         6.0, "weeks", "Mean time a vacancy stays open before it expires.", gt=0, le=104
@@ -513,8 +544,8 @@ class Market(_Section):
         ge=0,
         le=100,
     )
-    applications_employed: float = _f(
-        0.7003,
+    applications_employed: float = _calibrated(
+        0.5,
         "per week",
         "Applications sent by an employed learner (on-the-job search).",
         ge=0,
@@ -554,8 +585,8 @@ class Market(_Section):
     hiring_bar: float = _f(
         1.2, "skill sd", "Minimum perceived fit an employer accepts.", ge=-10, le=10
     )
-    fit_noise_sd: float = _f(
-        0.9865,
+    fit_noise_sd: float = _calibrated(
+        1.0,
         "skill sd",
         "Sd of the idiosyncratic fit of a candidate to a vacancy (what an interview reveals).",
         ge=0,
@@ -582,8 +613,8 @@ class Signal(_Section):
         "-",
         "The signal channel: employers update their belief on a visible credential.",
     )
-    credibility: float = _f(
-        0.965,
+    credibility: float = _calibrated(
+        0.9,
         "share",
         "How informative employers take the credential to be (0: ignored; 1: "
         "as informative as the model allows).",
@@ -597,8 +628,8 @@ class Signal(_Section):
         ge=0,
         le=1000,
     )
-    prior_precision_thin: float = _f(
-        0.07795,
+    prior_precision_thin: float = _calibrated(
+        0.1,
         "1 / skill variance",
         "Precision of the employer's prior from a thin record "
         "(no degree, no experience, no past job in scope).",
@@ -612,8 +643,8 @@ class Signal(_Section):
         gt=0,
         le=1000,
     )
-    course_skill_gain: float = _f(
-        1.322,
+    course_skill_gain: float = _calibrated(
+        1.0,
         "skill sd",
         "Skill the course adds that no record shows (what the credential reveals).",
         ge=-5,
@@ -888,6 +919,9 @@ def load_scenario(path_or_name: str | Path, scenarios_dir: str | Path | None = N
 def field_info(dotted: str) -> dict[str, Any]:
     """Default, unit, bounds and description of one parameter (for CLIs and apps).
 
+    ``calibrated: True`` marks a parameter that ``credsim calibrate`` fits: its default
+    is the calibration's starting value, not the calibrated one (that is in ``paper``).
+
     A table or list of numbers (``population.domain_shares``, ``sharing.app_open_share``)
     has no bounds of its own; ``items`` holds the bounds of each of its entries.
     """
@@ -896,6 +930,8 @@ def field_info(dotted: str) -> dict[str, Any]:
     f = sec_cls.model_fields[name]
     extra = f.json_schema_extra or {}
     info = {"default": f.default, "unit": extra.get("unit", ""), "doc": f.description}
+    if extra.get("calibrated"):
+        info["calibrated"] = True
     info.update(_bounds(f.metadata))
     if get_origin(f.annotation) in (dict, list):
         item = get_args(f.annotation)[-1]

@@ -369,7 +369,7 @@ def tomllib_load(path: Path) -> dict[str, Any]:
 TINY = """\
 [sweep]
 name = "nudge_credibility"
-base = "baseline"
+base = "uncalibrated"
 replications = 1
 seed = 5
 twin = true

@@ -6,6 +6,7 @@ Every run uses a tiny scenario (3,000 learners) so the file stays fast.
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,26 @@ def test_run_writes_a_complete_run_folder(tiny: Path, tmp_path: Path, capsys) ->
         assert 0 <= t <= 1 and 0 <= c <= 1
         assert summary[f"{key}_diff_pp"] == pytest.approx(100 * (t - c))
     assert 0 <= summary["employment_final"] <= 1
+
+
+def test_a_run_of_a_file_with_a_base_writes_the_resolved_scenario(tmp_path: Path) -> None:
+    """A scenario file may say only how it differs from another; the run folder still
+    holds every key explicit, and no base."""
+    path = tmp_path / "mine.toml"
+    path.write_text(
+        f'[meta]\nbase = "small"\nname = "mine"\n[population]\nn_learners = {N_LEARNERS}\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "runs" / "mine"
+    assert _run(path, out) == 0
+    written = (out / "scenario.toml").read_text(encoding="utf-8")
+    data = tomllib.loads(written)
+    assert "base" not in data["meta"]
+    keys = {f"{s}.{k}" for s, body in data.items() for k in body}
+    assert keys == {f"{s}.{k}" for s, body in Scenario().to_dict().items() for k in body}
+    resolved = Scenario.from_toml(path)
+    assert Scenario.from_toml(out / "scenario.toml") == resolved
+    assert resolved.sharing.nudge_strength == scenarios.load("paper").sharing.nudge_strength
 
 
 def test_same_seed_gives_identical_learners(tiny: Path, tmp_path: Path) -> None:

@@ -2,9 +2,12 @@
 
 The packaged scenarios are the TOML files of this folder (``sim/scenarios/<name>.toml``,
 inside the installed wheel too): ``paper`` (the calibrated study, written by ``credsim
-calibrate``), ``baseline``, ``small``, ``no_nudge`` and ``no_channels``.
-Every command, the app, sweeps, notebooks and scripts find scenarios through
-:func:`find` and read them through :func:`load`; nothing else knows where they are.
+calibrate``, the only file with calibrated numbers), ``baseline``, ``small``,
+``no_nudge`` and ``no_channels`` (``[meta] base = "paper"`` plus their own differences,
+written by ``experiments/make_scenarios.py``) and ``uncalibrated`` (the schema's
+defaults: where calibration starts). Every command, the app, sweeps, notebooks and
+scripts find scenarios through :func:`find` and read them through :func:`load`; nothing
+else knows where they are.
 
 A *reference* to a scenario is resolved so:
 
