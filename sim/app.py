@@ -99,7 +99,6 @@ SLIDERS: dict[str, tuple[str, str]] = {
 }
 
 
-
 def _base_scenario(name: str) -> Scenario:
     return scenarios.load(name)
 

@@ -396,7 +396,7 @@ def provenance_toml(
         "moments averaged over twin runs of several seeds; see sim/calibrate.py"
     )
     provenance = {
-        "command": f"credsim calibrate {base_path}",
+        "command": f"credsim calibrate --base {base_path}",
         "base_scenario": base_path,
         "seed": seed,
         "commit": commit,
