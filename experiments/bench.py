@@ -39,7 +39,8 @@ for _var in _THREAD_VARS:
     os.environ[_var] = "1"
 
 DEFAULT_SIZES = (40_000, 110_000, 220_000, 440_000, 880_000)
-DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "baseline.toml"
+#: A scenario name or file, found by sim.scenarios (the packaged baseline by default).
+DEFAULT_SCENARIO = Path("baseline")
 
 
 def measure(scenario_path: str | Path, n_learners: int, seed: int = 0) -> dict[str, float]:
@@ -47,10 +48,10 @@ def measure(scenario_path: str | Path, n_learners: int, seed: int = 0) -> dict[s
 
     Meant to run in a fresh process: ``peak_rss_mib`` is the process's high-water mark.
     """
+    from sim import scenarios
     from sim.model import CredentialMarket
-    from sim.params import Scenario
 
-    scenario = Scenario.from_toml(scenario_path).with_overrides(
+    scenario = scenarios.load(scenario_path).with_overrides(
         {"population.n_learners": n_learners}, source=f"{scenario_path} (bench)"
     )
     rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "--scenario",
         type=Path,
         default=DEFAULT_SCENARIO,
-        help="scenario file whose n_learners is overridden (default: baseline)",
+        help="scenario file or name whose n_learners is overridden (default: baseline)",
     )
     p.add_argument("--seed", type=int, default=0, help="root seed (default: 0)")
     p.add_argument(

@@ -44,10 +44,9 @@ import solara
 from mesa.visualization import Slider, SolaraViz
 from mesa.visualization.utils import update_counter
 
-from sim import plots
+from sim import plots, scenarios
 from sim.model import NO_WEEK, CredentialMarket
 from sim.params import Scenario, field_info
-from sim.paths import PROJECT_ROOT, resolve_scenario
 
 __all__ = [
     "DEFAULT_SCENARIO",
@@ -81,8 +80,9 @@ SLIDER_MAX_MULTIPLE = 10
 #: Steps across a slider's range.
 SLIDER_STEPS = 100
 
-#: Keyword of :class:`AppMarket` -> (scenario key, label). Defaults, ranges and units
-#: come from :func:`sim.params.field_info` of the key.
+#: Keyword of :class:`AppMarket` -> (scenario key, label). Starting values come from the
+#: default scenario's file (the calibrated market), ranges and units from
+#: :func:`sim.params.field_info` of the key.
 SLIDERS: dict[str, tuple[str, str]] = {
     "nudge_strength": ("sharing.nudge_strength", "Nudge strength"),
     "credibility": ("signal.credibility", "Credibility"),
@@ -91,15 +91,20 @@ SLIDERS: dict[str, tuple[str, str]] = {
     "treated_share": ("study.treated_share", "Share nudged"),
 }
 
-_DEFAULTS = {kw: field_info(key)["default"] for kw, (key, _) in SLIDERS.items()}
-
 
 def _base_scenario(name: str) -> Scenario:
-    return Scenario.from_toml(resolve_scenario(name))
+    return scenarios.load(name)
 
+
+#: The scenario the page starts from, read once (the schema's defaults are uncalibrated).
+_START = _base_scenario(DEFAULT_SCENARIO)
+_DEFAULTS = {
+    kw: getattr(getattr(_START, key.partition(".")[0]), key.partition(".")[2])
+    for kw, (key, _) in SLIDERS.items()
+}
 
 #: Learners on the first page: the default scenario's size (also the slider's maximum).
-DEFAULT_LEARNERS = _base_scenario(DEFAULT_SCENARIO).population.n_learners
+DEFAULT_LEARNERS = _START.population.n_learners
 
 
 class AppMarket(CredentialMarket):
@@ -109,7 +114,7 @@ class AppMarket(CredentialMarket):
     Parameters
     ----------
     scenario_name:
-        A scenario of ``scenarios/`` (bare name) or a TOML path; it sets every parameter
+        A scenario's bare name (:mod:`sim.scenarios`) or a TOML path; it sets every parameter
         that the arguments below do not.
     n_learners:
         ``population.n_learners`` (learners).
@@ -170,15 +175,17 @@ def _get(scenario: Scenario, key: str) -> Any:
 def slider_spec(key: str) -> dict[str, float]:
     """``value``, ``min``, ``max`` and ``step`` of the slider of a scenario key.
 
-    The default and bounds come from :func:`sim.params.field_info`. A field whose upper
-    bound is more than :data:`SLIDER_MAX_MULTIPLE` times its default gets a slider to
-    that multiple (so the default lies on its grid); any other field spans its bounds.
+    The starting value is the default scenario's (:data:`DEFAULT_SCENARIO`: the calibrated
+    values, which the schema's defaults are not), the bounds come from
+    :func:`sim.params.field_info`. A field whose upper bound is more than
+    :data:`SLIDER_MAX_MULTIPLE` times its starting value gets a slider to that multiple
+    (so the starting value lies on its grid); any other field spans its bounds.
     Either way in :data:`SLIDER_STEPS` steps. The page starts at the exact default even
     where it falls between two steps (a calibrated value such as a credibility of
     0.9363); moving the slider picks values on the grid.
     """
     info = field_info(key)
-    default = float(info["default"])
+    default = float(_get(_START, key))
     hi = float(info.get("le", info.get("lt", math.inf)))
     capped = default > 0 and hi > SLIDER_MAX_MULTIPLE * default
     if capped:
@@ -191,8 +198,8 @@ def slider_spec(key: str) -> dict[str, float]:
 
 
 def scenario_names() -> list[str]:
-    """The scenarios in ``scenarios/`` (bare names), the default first."""
-    names = sorted(p.stem for p in (PROJECT_ROOT / "scenarios").glob("*.toml"))
+    """The scenarios :mod:`sim.scenarios` knows (bare names), the default first."""
+    names = scenarios.names()
     return [DEFAULT_SCENARIO, *[n for n in names if n != DEFAULT_SCENARIO]]
 
 

@@ -20,6 +20,11 @@ Method: simulated method of moments with common random numbers, in two blocks.
    steps with Broyden updates of a finite-difference Jacobian (see :class:`Calibration`),
    in the logit space of each parameter's calibration range.
 
+The search starts from the base scenario's values: by default ``uncalibrated``, whose free
+parameters are the schema's round pre-calibration defaults (:mod:`sim.params`). The
+result is written to the packaged ``sim/scenarios/paper.toml``, the one home of the
+calibrated values.
+
 Simulated ITTs are the *true* effects from the twin runs (each learner under both
 arms), not one noisy estimate: the paper's estimate is the target, and the model's
 expected estimate is its true effect. Every twin run is appended to
@@ -44,7 +49,7 @@ from scipy.optimize import brentq
 
 from sim import dynamics as dyn
 from sim.model import CredentialMarket
-from sim.params import Scenario, load_scenario
+from sim.params import Scenario, dumps_toml, load_scenario
 from sim.store import git_info
 from sim.study import run_study
 from sim.targets import TARGETS
@@ -366,43 +371,39 @@ def calibrated_scenario(base: Scenario, result: dict) -> Scenario:
     })
 
 
-def provenance_toml(result: dict, base_path: str, seed: int, commit: str, when: str,
-                    seconds: float) -> str:
+def provenance_toml(
+    result: dict, base_path: str, seed: int, commit: str, when: str, seconds: float
+) -> str:
     """The ``[provenance]`` table appended to ``paper.toml`` (read back as information)."""
-    from sim.params import _toml_value
-
-    lines = ["[provenance]",
-             f"command = {_toml_value('credsim calibrate ' + base_path)}",
-             f"base_scenario = {_toml_value(base_path)}",
-             f"seed = {seed}",
-             f"commit = {_toml_value(commit)}",
-             f"finished = {_toml_value(when)}",
-             f"wall_seconds = {round(seconds, 1)}",
-             f"method = {_toml_value('SMM with common random numbers: sharing block by Brent '
-                                     'root-finding, market block by Levenberg-Marquardt '
-                                     'with Broyden updates on (sim - paper)/scale, moments '
-                                     'averaged over twin runs of several seeds; see '
-                                     'sim/calibrate.py')}",
-             "seeds = " + _toml_value([str(x) for x in result["seeds"]]),
-             f"objective = {result['objective']!r}",
-             f"evaluations = {result['evaluations']}",
-             f"optimizer = {_toml_value(result['optimizer']['message'])}",
-             "fitted = { " + ", ".join(f'"{k}" = {v!r}' for k, v in result["fitted"].items())
-             + " }",
-             "targets = { " + ", ".join(f'"{k}" = {v["value"]!r}'
-                                        for k, v in result["targets"].items()) + " }",
-             "simulated = { " + ", ".join(f'"{k}" = {round(v, 4)!r}'
-                                          for k, v in result["moments"].items()
-                                          if math.isfinite(v)) + " }",
-             ""]
-    return "\n".join(lines)
+    method = (
+        "SMM with common random numbers: sharing block by Brent root-finding, market "
+        "block by Levenberg-Marquardt with Broyden updates on (sim - paper)/scale, "
+        "moments averaged over twin runs of several seeds; see sim/calibrate.py"
+    )
+    provenance = {
+        "command": f"credsim calibrate --base {base_path}",
+        "base_scenario": base_path,
+        "seed": seed,
+        "commit": commit,
+        "finished": when,
+        "wall_seconds": round(seconds, 1),
+        "method": method,
+        "seeds": [str(x) for x in result["seeds"]],
+        "objective": result["objective"],
+        "evaluations": result["evaluations"],
+        "optimizer": result["optimizer"]["message"],
+        "fitted": dict(result["fitted"]),
+        "targets": {k: v["value"] for k, v in result["targets"].items()},
+        "simulated": {k: round(v, 4) for k, v in result["moments"].items() if math.isfinite(v)},
+    }
+    return dumps_toml({"provenance": provenance})
 
 
 def calibrate(base_path: str | Path, seed: int, out_dir: str | Path, scenario_out: str | Path,
               workers: int | None = None, max_iterations: int = 12, n_seeds: int = 2,
               max_minutes: float = 55.0, log: Callable[[str], None] = _log,
               clock: Callable[[], str] | None = None) -> dict:
-    """Run the whole calibration and write ``scenario_out`` (e.g. scenarios/paper.toml).
+    """Run the whole calibration and write ``scenario_out`` (e.g. sim/scenarios/paper.toml).
 
     ``out_dir`` keeps the evaluation cache (resume) and ``calibration.json`` (inputs,
     outputs, every moment). The scenario file is written only when the fit is complete.

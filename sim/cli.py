@@ -11,9 +11,9 @@ output folder that exists); 130 interrupted with Ctrl-C. Unexpected errors propa
 with their traceback.
 
     credsim run small --seed 1
-    credsim run scenarios/baseline.toml --out runs/base --overwrite --quiet
-    credsim reproduce                      # the paper's table, simulated (scenarios/paper.toml)
-    credsim calibrate                      # refit scenarios/paper.toml
+    credsim run my_scenario.toml --out runs/mine --overwrite --quiet
+    credsim reproduce                      # the paper's table, simulated (paper scenario)
+    credsim calibrate                      # refit sim/scenarios/paper.toml
     credsim sweep experiments/sweeps/small_demo.toml --workers 2
 """
 
@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sim import __version__
+from sim import __version__, scenarios
 from sim.params import Scenario, ScenarioError
 from sim.paths import PROJECT_ROOT, resolve_scenario
 
@@ -102,7 +102,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "scenario",
         metavar="SCENARIO",
-        help="a scenario TOML file, or a bare name looked up in scenarios/",
+        help="a scenario TOML file, or a bare name: ./scenarios/<name>.toml if there is one, "
+        "else a scenario packaged with credsim (small, paper, baseline, ...)",
     )
     p.add_argument("--seed", type=_seed, default=0, help="root seed of the run (default: 0)")
     p.add_argument(
@@ -358,19 +359,21 @@ def _reproduce_table(table: Any, name: str, reps: int) -> Any:
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "calibrate",
-        help="fit the free parameters to the paper's numbers; write scenarios/paper.toml",
+        help="fit the free parameters to the paper's numbers; write sim/scenarios/paper.toml",
         description="Simulated method of moments with common random numbers (see "
         "sim/calibrate.py). Every evaluation is cached in <out>/evaluations.jsonl: rerun "
         "the same command to resume an interrupted calibration.",
     )
-    p.add_argument("--base", default="baseline",
-                   help="scenario to start from (default: baseline)")
+    p.add_argument("--base", default="uncalibrated",
+                   help="scenario to start from (default: uncalibrated, the study's population "
+                   "with the schema's round pre-calibration values)")
     p.add_argument("--seed", type=_seed, default=20260101,
                    help="seed of the calibration runs (default: 20260101)")
     p.add_argument("--out", type=Path, default=Path("results/calibration"),
                    help="folder for the cache and calibration.json")
-    p.add_argument("--scenario-out", type=Path, default=PROJECT_ROOT / "scenarios/paper.toml",
-                   help="calibrated scenario to write (default: scenarios/paper.toml)")
+    p.add_argument("--scenario-out", type=Path, default=scenarios.PACKAGED / "paper.toml",
+                   help="calibrated scenario to write (default: the packaged paper.toml, "
+                   "sim/scenarios/paper.toml)")
     p.add_argument("--workers", type=int, default=None,
                    help="processes (default: the machine's cores)")
     p.add_argument("--max-iterations", type=int, default=16,
@@ -392,7 +395,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         print(f"[{time.monotonic() - t0:7.0f} s] {msg}", flush=True)
 
-    base = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
+    if path.parent == scenarios.PACKAGED:  # recorded as the name: found from any folder
+        base = path.stem
+    else:
+        base = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
     calibrate(str(base), args.seed, args.out, args.scenario_out, workers=args.workers,
               max_iterations=args.max_iterations, n_seeds=args.seeds,
               max_minutes=args.max_minutes, log=log,

@@ -2,13 +2,27 @@
 
 A scenario is a TOML file whose tables mirror the sections below (``[population]``,
 ``[graph]``, ``[sharing]``, ...). Every key is optional; a missing key takes the default
-written here, and nowhere else. Validation happens once, at the boundary
+written here, and nowhere else. A file may extend another: ``[meta] base = "paper"`` (a
+bare name or a path relative to the file, found by :mod:`sim.scenarios`) starts from that
+scenario and applies the file's own values; cycles are refused, and errors still name the
+file and the key. Validation happens once, at the boundary
 (:meth:`Scenario.from_toml`, :meth:`Scenario.from_dict`): an unknown key (with the
 nearest valid name), a wrong type, a value out of range or an inconsistent set of values
 raises :class:`ScenarioError` naming the file, the dotted key and what was expected.
 
+**Defaults are pre-calibration values.** The twelve parameters that ``credsim calibrate``
+fits (``SHARING_PARAMS`` and ``MARKET_PARAMS`` in :mod:`sim.calibrate`; ``calibrated`` in
+:func:`field_info`) default to round starting values of the calibration. The calibrated
+values live in one place only, the packaged ``sim/scenarios/paper.toml``; the other
+packaged scenarios say ``base = "paper"`` plus their own differences (except
+``uncalibrated``, which is the defaults). So ``Scenario()`` is the uncalibrated market:
+for the study as calibrated, load ``paper``.
+
 Units are part of each field's description (``unit`` in the JSON schema): rates are
 *per week* unless the name says otherwise; durations are in weeks; shares are in [0, 1].
+Every number must be finite (NaN and infinities are rejected) and lie in a declared range,
+including the entries of tables (``*_shares``, ``signal.credential_weight``) and lists
+(``sharing.app_open_share``), whose range is the one of their ``Share`` or ``Weight`` type.
 """
 
 from __future__ import annotations
@@ -17,18 +31,22 @@ import difflib
 import math
 import tomllib
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import Annotated, Any, Self, get_args, get_origin
 
+import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "CREDENTIAL_TYPES",
     "DOMAINS",
     "EDUCATION_LEVELS",
+    "MIN_ARM_LEARNERS",
     "Scenario",
     "ScenarioError",
+    "dumps_toml",
     "field_info",
     "load_scenario",
 ]
@@ -59,18 +77,67 @@ def _f(default: Any, unit: str, doc: str, **bounds: Any) -> Any:
     return Field(default, description=doc, json_schema_extra={"unit": unit}, **bounds)
 
 
+#: Appended to the description of every parameter that ``credsim calibrate`` fits.
+CALIBRATED_NOTE = (
+    " Calibrated: this default is a round starting value of the calibration "
+    "(sim/calibrate.py); the fitted value is in the packaged paper scenario "
+    "(sim/scenarios/paper.toml)."
+)
+
+
+def _calibrated(default: float, unit: str, doc: str, **bounds: Any) -> Any:
+    """A field that ``credsim calibrate`` fits (``SHARING_PARAMS``, ``MARKET_PARAMS``).
+
+    Its default is a round pre-calibration value, never a copy of a fitted one: fitted
+    values live only in ``sim/scenarios/paper.toml``. ``field_info`` reports
+    ``calibrated: True``.
+    """
+    return Field(
+        default,
+        description=doc + CALIBRATED_NOTE,
+        json_schema_extra={"unit": unit, "calibrated": True},
+        **bounds,
+    )
+
+
+#: An entry of a table or list of shares: a finite number in [0, 1].
+Share = Annotated[float, Field(ge=0, le=1)]
+#: A credential type's signal precision relative to a course: a finite ratio in [0, 100].
+Weight = Annotated[float, Field(ge=0, le=100)]
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, validate_assignment=True, allow_inf_nan=False
+    )
+
+
+#: Error type of a rule that ties several values together (see :func:`_inconsistent`).
+_INCONSISTENT = "inconsistent"
+
+
+def _inconsistent(key: str, message: str) -> PydanticCustomError:
+    """The error of a cross-field rule, about ``key``.
+
+    ``key`` is dotted from the model that raises it (``app_open_share`` in ``Sharing``,
+    ``study.treated_share`` in ``Scenario``); :func:`_explain` appends it to the error's
+    location, so the message names ``sharing.app_open_share`` rather than ``sharing``.
+    ``message`` states the rule and the allowed values given the other fields.
+    """
+    return PydanticCustomError(_INCONSISTENT, "{message}", {"key": key, "message": message})
 
 
 def _check_shares(shares: Mapping[str, float], names: tuple[str, ...], key: str) -> None:
     missing = [n for n in names if n not in shares]
     extra = [n for n in shares if n not in names]
     if missing or extra:
-        raise ValueError(f"{key}: expected exactly the keys {list(names)}")
+        raise _inconsistent(
+            key,
+            f"expected exactly the keys {list(names)} (missing {missing}, unknown {extra})",
+        )
     total = sum(shares.values())
-    if any(v < 0 for v in shares.values()) or not math.isclose(total, 1.0, abs_tol=1e-6):
-        raise ValueError(f"{key}: shares must be >= 0 and sum to 1 (they sum to {total:.6f})")
+    if not math.isclose(total, 1.0, abs_tol=1e-6):
+        raise _inconsistent(key, f"shares must sum to 1 (they sum to {total:.6f})")
 
 
 class Meta(_Section):
@@ -89,30 +156,57 @@ class Population(_Section):
         gt=0.0,
         le=1.0,
     )
-    domain_shares: dict[str, float] = _f(
-        {"business": 0.37, "computer_science": 0.25, "data_science": 0.24,
-         "information_technology": 0.14},
-        "share", "Credential domain, whole population (T8).",
+    domain_shares: dict[str, Share] = _f(
+        {
+            "business": 0.37,
+            "computer_science": 0.25,
+            "data_science": 0.24,
+            "information_technology": 0.14,
+        },
+        "share",
+        "Credential domain, whole population (T8).",
     )
-    matched_domain_shares: dict[str, float] = _f(
-        {"business": 0.332, "computer_science": 0.230, "data_science": 0.300,
-         "information_technology": 0.138},
-        "share", "Credential domain, matched sample (T1).",
+    matched_domain_shares: dict[str, Share] = _f(
+        {
+            "business": 0.332,
+            "computer_science": 0.230,
+            "data_science": 0.300,
+            "information_technology": 0.138,
+        },
+        "share",
+        "Credential domain, matched sample (T1).",
     )
     developing_share: float = _f(0.896, "share", "Developing country, population.", ge=0, le=1)
     matched_developing_share: float = _f(0.850, "share", "Developing, matched.", ge=0, le=1)
-    education_shares: dict[str, float] = _f(
-        {"none_mentioned": 0.645, "less_than_high_school": 0.006, "high_school": 0.059,
-         "some_college": 0.072, "associate": 0.029, "bachelor": 0.127, "master": 0.050,
-         "doctorate": 0.005, "professional": 0.007},
+    education_shares: dict[str, Share] = _f(
+        {
+            "none_mentioned": 0.645,
+            "less_than_high_school": 0.006,
+            "high_school": 0.059,
+            "some_college": 0.072,
+            "associate": 0.029,
+            "bachelor": 0.127,
+            "master": 0.050,
+            "doctorate": 0.005,
+            "professional": 0.007,
+        },
         "share",
         "Education, population (T1; the three levels T1 omits share the remaining 1.8%).",
     )
-    matched_education_shares: dict[str, float] = _f(
-        {"none_mentioned": 0.164, "less_than_high_school": 0.012, "high_school": 0.097,
-         "some_college": 0.130, "associate": 0.062, "bachelor": 0.367, "master": 0.146,
-         "doctorate": 0.012, "professional": 0.010},
-        "share", "Education, matched sample (T1).",
+    matched_education_shares: dict[str, Share] = _f(
+        {
+            "none_mentioned": 0.164,
+            "less_than_high_school": 0.012,
+            "high_school": 0.097,
+            "some_college": 0.130,
+            "associate": 0.062,
+            "bachelor": 0.367,
+            "master": 0.146,
+            "doctorate": 0.012,
+            "professional": 0.010,
+        },
+        "share",
+        "Education, matched sample (T1).",
     )
     experience_mean_years: float = _f(
         2.0, "years", "Mean years of experience, unmatched learners.", ge=0, le=30
@@ -124,21 +218,27 @@ class Population(_Section):
         0.35, "share", "Share with no work experience at all.", ge=0, lt=1
     )
     past_tech_share: float = _f(0.127, "share", "Past job in tech (T1, matched).", ge=0, le=1)
-    past_manager_share: float = _f(
-        0.064, "share", "Past job managerial (T1, matched).", ge=0, le=1
-    )
+    past_manager_share: float = _f(0.064, "share", "Past job managerial (T1, matched).", ge=0, le=1)
     employed_share: float = _f(0.45, "share", "Employed at baseline.", ge=0, le=1)
-    credential_type_shares: dict[str, float] = _f(
-        {"course": 0.816, "guided_project": 0.170, "specialization": 0.009,
-         "professional_certificate": 0.005},
-        "share", "Credential type (T1).",
+    credential_type_shares: dict[str, Share] = _f(
+        {
+            "course": 0.816,
+            "guided_project": 0.170,
+            "specialization": 0.009,
+            "professional_certificate": 0.005,
+        },
+        "share",
+        "Credential type (T1).",
     )
     activity_sigma: float = _f(
         0.8, "log-sd", "Dispersion of network activity (log-normal, median 1).", ge=0, le=3
     )
     matched_activity_multiplier: float = _f(
-        2.0, "ratio", "Matched learners' activity relative to the rest (they keep public "
-        "profiles).", gt=0, le=20,
+        2.0,
+        "ratio",
+        "Matched learners' activity relative to the rest (they keep public profiles).",
+        gt=0,
+        le=20,
     )
 
     @model_validator(mode="after")
@@ -146,31 +246,47 @@ class Population(_Section):
         _check_shares(self.domain_shares, DOMAINS, "domain_shares")
         _check_shares(self.matched_domain_shares, DOMAINS, "matched_domain_shares")
         _check_shares(self.education_shares, EDUCATION_LEVELS, "education_shares")
-        _check_shares(
-            self.matched_education_shares, EDUCATION_LEVELS, "matched_education_shares"
-        )
+        _check_shares(self.matched_education_shares, EDUCATION_LEVELS, "matched_education_shares")
         _check_shares(self.credential_type_shares, CREDENTIAL_TYPES, "credential_type_shares")
         m = self.matched_share
         # The unmatched learners' shares are implied by population = m*matched + (1-m)*rest.
+        # Each error names the matched entry, and the range it may take given the
+        # population's value and matched_share (the rest's share must lie in [0, 1]).
         pairs = [
             ("domain_shares", self.domain_shares, self.matched_domain_shares),
             ("education_shares", self.education_shares, self.matched_education_shares),
             (
                 "developing_share",
-                {"x": self.developing_share},
-                {"x": self.matched_developing_share},
+                {"": self.developing_share},
+                {"": self.matched_developing_share},
             ),
         ]
+        # m <= pop / matched and m <= (1 - pop) / (1 - matched) for every category:
+        m_max = min(
+            [pop[k] / matched[k] for _, pop, matched in pairs for k in pop if matched[k] > 0]
+            + [
+                (1 - pop[k]) / (1 - matched[k])
+                for _, pop, matched in pairs
+                for k in pop
+                if matched[k] < 1
+            ]
+            + [1.0]
+        )
         for key, pop, matched in pairs:
             for k in pop:
                 rest = pop[k] - m * matched[k]
                 if rest < -1e-9 or (m < 1 and rest / (1 - m) > 1 + 1e-9):
-                    raise ValueError(
-                        f"{key}: with matched_share={m}, the matched value {matched[k]} for "
-                        f"'{k}' cannot be part of a population value {pop[k]}"
+                    lo = max(0.0, (pop[k] - (1 - m)) / m)
+                    hi = min(1.0, pop[k] / m)
+                    entry = f"matched_{key}" + (f".{k}" if k else "")
+                    what = f" for '{k}'" if k else ""
+                    raise _inconsistent(
+                        entry,
+                        f"with matched_share={m}, the matched value {matched[k]}{what} cannot "
+                        f"be part of a population value {pop[k]} (population.{key}"
+                        f"{'.' + k if k else ''}); allowed range [{lo:.4g}, {hi:.4g}] share "
+                        f"(or, with these shares, population.matched_share <= {m_max:.4g})",
                     )
-        if m < 1 and m * self.matched_experience_mean_years > self.experience_mean_years + 30:
-            raise ValueError("experience means are inconsistent")
         return self
 
 
@@ -178,34 +294,52 @@ class Calendar(_Section):
     """The study's calendar: graduation batches and the data-collection date."""
 
     start_date: date = _f(date(2022, 9, 1), "date", "Week 0: first graduation batch.")
-    n_batches: int = _f(7, "months", "Monthly graduation batches (Sep 2022 - Mar 2023).", ge=1,
-                        le=24)
+    n_batches: int = _f(
+        7, "months", "Monthly graduation batches (Sep 2022 - Mar 2023).", ge=1, le=24
+    )
     matched_batches: int = _f(
         5, "months", "Batches from which the matched sample is drawn.", ge=1, le=24
     )
-    collection_date: date = _f(
-        date(2023, 9, 1), "date", "Profiles collected; follow-up ends here."
-    )
+    collection_date: date = _f(date(2023, 9, 1), "date", "Profiles collected; follow-up ends here.")
     burn_in_weeks: int = _f(
-        8, "weeks", "Weeks the market runs before week 0 to reach its steady state.", ge=0,
+        8,
+        "weeks",
+        "Weeks the market runs before week 0 to reach its steady state.",
+        ge=0,
         le=104,
     )
     new_job_min_weeks: int = _f(
-        4, "weeks", "A new job counts only if it starts this long after randomization.",
-        ge=0, le=52,
+        4,
+        "weeks",
+        "A new job counts only if it starts this long after randomization.",
+        ge=0,
+        le=52,
     )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.matched_batches > self.n_batches:
-            raise ValueError(
+            raise _inconsistent(
+                "matched_batches",
                 f"matched_batches ({self.matched_batches}) must be <= n_batches "
-                f"({self.n_batches})"
+                f"({self.n_batches}); allowed range [1, {self.n_batches}] months",
             )
-        if self.collection_date <= self.start_date:
-            raise ValueError("collection_date must come after start_date")
+        if self.n_weeks < 1:
+            raise _inconsistent(
+                "collection_date",
+                f"collection_date ({self.collection_date}) must come at least a week after "
+                f"start_date ({self.start_date}); allowed range: from "
+                f"{self.start_date + timedelta(weeks=1)}",
+            )
         if self.batch_week(self.n_batches - 1) >= self.n_weeks:
-            raise ValueError("the last batch graduates after the collection date")
+            most = max(b + 1 for b in range(24) if self.batch_week(b) < self.n_weeks)
+            raise _inconsistent(
+                "n_batches",
+                f"the last of {self.n_batches} monthly batches graduates in week "
+                f"{self.batch_week(self.n_batches - 1)}, not before the collection date "
+                f"(week {self.n_weeks}); allowed range [1, {most}] months with this "
+                "calendar",
+            )
         return self
 
     @property
@@ -223,8 +357,11 @@ class Graph(_Section):
 
     mean_degree: float = _f(12.0, "links", "Mean learner-learner degree.", ge=0, le=200)
     degree_exponent: float = _f(
-        2.5, "-", "Tail exponent of the degree distribution (Pareto, > 2 for a finite mean).",
-        gt=2.0, le=10,
+        2.5,
+        "-",
+        "Tail exponent of the degree distribution (Pareto, > 2 for a finite mean).",
+        gt=2.0,
+        le=10,
     )
     domain_homophily: float = _f(
         0.6, "share", "Share of a learner's links drawn within its domain.", ge=0, le=1
@@ -239,53 +376,74 @@ class Graph(_Section):
         2.0, "-", "Tail exponent of employer size (recruiters, vacancy share).", gt=1, le=10
     )
     employer_links_per_learner: float = _f(
-        2.0, "links", "Mean number of employers linked to a learner (recruiters following "
-        "learners of their domain); an employer's share grows with its size.", ge=0, le=100,
+        2.0,
+        "links",
+        "Mean number of employers linked to a learner (recruiters following "
+        "learners of their domain); an employer's share grows with its size.",
+        ge=0,
+        le=100,
     )
 
 
 class Sharing(_Section):
     """Phase 1: who shares the credential, and when."""
 
-    hazard_at_grant: float = _f(
-        0.01608, "per week", "Control sharing hazard in the week the credential is granted "
-        "(median activity).", ge=0, le=1,
+    hazard_at_grant: float = _calibrated(
+        0.02,
+        "per week",
+        "Control sharing hazard in the week the credential is granted (median activity).",
+        ge=0,
+        le=1,
     )
     hazard_decay_weeks: float = _f(
         3.0, "weeks", "e-folding time of the control hazard after the grant.", gt=0, le=520
     )
-    hazard_floor: float = _f(
-        0.0003, "per week", "Long-run control sharing hazard.", ge=0, le=1
-    )
+    hazard_floor: float = _f(0.0003, "per week", "Long-run control sharing hazard.", ge=0, le=1)
     activity_elasticity: float = _f(
         1.0, "-", "Elasticity of the sharing hazard with respect to activity.", ge=0, le=5
     )
     max_hazard: float = _f(0.9, "per week", "Cap on any weekly sharing hazard.", gt=0, le=1)
-    app_open_share: list[float] = _f(
-        [0.82, 0.96], "share", "Range of the share of treated learners who open the app "
+    app_open_share: list[Share] = _f(
+        [0.82, 0.96],
+        "share",
+        "Range of the share of treated learners who open the app "
         "within 30 days, by batch (drawn once per batch).",
+        min_length=2,
+        max_length=2,
     )
-    nudge_strength: float = _f(
-        0.008535, "-", "Scale of a notification's effect: the chance that a notification, seen "
+    nudge_strength: float = _calibrated(
+        0.01,
+        "-",
+        "Scale of a notification's effect: the chance that a notification, seen "
         "by a median-activity learner, leads to sharing is 1 - exp(-nudge_strength).",
-        ge=0, le=20,
+        ge=0,
+        le=20,
     )
     second_notification_weeks: int = _f(
-        1, "weeks", "Delay of the second notification (sent only if the first did not lead "
-        "to sharing).", ge=1, le=12,
+        1,
+        "weeks",
+        "Delay of the second notification (sent only if the first did not lead to sharing).",
+        ge=1,
+        le=12,
     )
     two_click_multiplier: float = _f(
-        1.0, "ratio", "Multiplier of the ordinary hazard of treated learners once they have "
-        "opened the app (the two-click flow lowers friction).", ge=1, le=10,
+        1.0,
+        "ratio",
+        "Multiplier of the ordinary hazard of treated learners once they have "
+        "opened the app (the two-click flow lowers friction).",
+        ge=1,
+        le=10,
     )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if len(self.app_open_share) != 2:
-            raise ValueError("app_open_share: expected two numbers [low, high]")
-        lo, hi = self.app_open_share
-        if not 0 <= lo <= hi <= 1:
-            raise ValueError(f"app_open_share: expected 0 <= low <= high <= 1, got {lo, hi}")
+        lo, hi = self.app_open_share  # two shares in [0, 1] (checked by the field)
+        if lo > hi:
+            raise _inconsistent(
+                "app_open_share",
+                f"expected [low, high] with low <= high, got [{lo}, {hi}]; allowed range: "
+                "each in [0, 1] share, low <= high",
+            )
         return self
 
 
@@ -293,44 +451,76 @@ class Visibility(_Section):
     """Phase 2: how a shared credential is seen."""
 
     enabled: bool = _f(
-        True, "-", "The visibility channel: a shared credential makes employers consider the "
+        True,
+        "-",
+        "The visibility channel: a shared credential makes employers consider the "
         "learner more often (search boost, feed).",
     )
-    search_boost: float = _f(
-        6.132, "ratio", "Extra weight of a shared credential in recruiter searches of its "
-        "domain (weight = activity * (1 + boost)).", ge=0, le=100,
+    search_boost: float = _calibrated(
+        5.0,
+        "ratio",
+        "Extra weight of a shared credential in recruiter searches of its "
+        "domain (weight = activity * (1 + boost)).",
+        ge=0,
+        le=100,
     )
     feed_see_prob: float = _f(
-        0.15, "probability", "Chance that a neighbour sees a new share in the feed (median "
-        "activity).", ge=0, le=1,
+        0.15,
+        "probability",
+        "Chance that a neighbour sees a new share in the feed (median activity).",
+        ge=0,
+        le=1,
     )
     reshare_prob: float = _f(
-        0.03, "probability", "Chance that a neighbour who saw the post reshares it to its own "
-        "neighbours.", ge=0, le=1,
+        0.03,
+        "probability",
+        "Chance that a neighbour who saw the post reshares it to its own neighbours.",
+        ge=0,
+        le=1,
     )
     click_prob: float = _f(
-        0.05, "probability", "Chance that a learner who sees the post opens the certificate "
-        "(a certificate view).", ge=0, le=1,
+        0.05,
+        "probability",
+        "Chance that a learner who sees the post opens the certificate (a certificate view).",
+        ge=0,
+        le=1,
     )
     employer_look_prob: float = _f(
-        0.5, "probability", "Chance that an employer who sees the post looks at the "
+        0.5,
+        "probability",
+        "Chance that an employer who sees the post looks at the "
         "credential (a view; the learner becomes a candidate if the employer is hiring).",
-        ge=0, le=1,
+        ge=0,
+        le=1,
     )
-    recruiter_view_prob: float = _f(
-        0.00718, "probability", "Chance that a recruiter whose search finds a learner with a "
-        "shared credential opens it (a view).", ge=0, le=1,
+    recruiter_view_prob: float = _calibrated(
+        0.01,
+        "probability",
+        "Chance that a recruiter whose search finds a learner with a "
+        "shared credential opens it (a view).",
+        ge=0,
+        le=1,
     )
     shared_view_rate: float = _f(
-        0.01, "per week", "Ongoing certificate views of a shared credential from profile "
-        "visits (median activity).", ge=0, le=1,
+        0.01,
+        "per week",
+        "Ongoing certificate views of a shared credential from profile visits (median activity).",
+        ge=0,
+        le=1,
     )
-    unshared_view_rate: float = _f(
-        0.003295, "per week", "Certificate views of an unshared credential (link sent with an "
-        "application, CV), median activity.", ge=0, le=1,
+    unshared_view_rate: float = _calibrated(
+        0.003,
+        "per week",
+        "Certificate views of an unshared credential (link sent with an "
+        "application, CV), median activity.",
+        ge=0,
+        le=1,
     )
     own_view_rate: float = _f(
-        0.05, "per week", "Learner looks at their own certificate (counted apart).", ge=0,
+        0.05,
+        "per week",
+        "Learner looks at their own certificate (counted apart).",
+        ge=0,
         le=1,
     )
 
@@ -338,37 +528,53 @@ class Visibility(_Section):
 class Market(_Section):
     """Phases 3-5: search, applications, screening, hiring and flows."""
 
-    vacancies_per_1000: float = _f(
-        9.106, "vacancies per week per 1000 learners", "Vacancy arrival rate.", ge=0, le=1000
+    vacancies_per_1000: float = _calibrated(
+        9.0, "vacancies per week per 1000 learners", "Vacancy arrival rate.", ge=0, le=1000
     )
-    in_scope_share: float = _f(
-        0.6144, "share", "Share of vacancies with a tech or managerial title.", ge=0, le=1
+    in_scope_share: float = _calibrated(
+        0.6, "share", "Share of vacancies with a tech or managerial title.", ge=0, le=1
     )
     vacancy_duration_weeks: float = _f(
         6.0, "weeks", "Mean time a vacancy stays open before it expires.", gt=0, le=104
     )
     applications_unemployed: float = _f(
-        0.8, "per week", "Applications sent by an unemployed learner (median activity).",
-        ge=0, le=100,
+        0.8,
+        "per week",
+        "Applications sent by an unemployed learner (median activity).",
+        ge=0,
+        le=100,
     )
-    applications_employed: float = _f(
-        0.7003, "per week", "Applications sent by an employed learner (on-the-job search).",
-        ge=0, le=100,
+    applications_employed: float = _calibrated(
+        0.5,
+        "per week",
+        "Applications sent by an employed learner (on-the-job search).",
+        ge=0,
+        le=100,
     )
     search_pause_weeks: float = _f(
-        0.0, "weeks", "After starting a job a learner neither applies nor takes an approach "
-        "for this long (0: on-the-job search goes on at once).", ge=0, le=520,
+        0.0,
+        "weeks",
+        "After starting a job a learner neither applies nor takes an approach "
+        "for this long (0: on-the-job search goes on at once).",
+        ge=0,
+        le=520,
     )
     in_domain_application_share: float = _f(
         0.8, "share", "Share of applications to vacancies in the learner's domain.", ge=0, le=1
     )
     sourced_per_vacancy: float = _f(
-        1.5, "per week", "Learners a recruiter finds by searching the network, per open "
-        "vacancy.", ge=0, le=1000,
+        1.5,
+        "per week",
+        "Learners a recruiter finds by searching the network, per open vacancy.",
+        ge=0,
+        le=1000,
     )
     background_applicants: float = _f(
-        8.0, "per vacancy per week", "Applicants from outside the experiment (background "
-        "job seekers).", ge=0, le=10_000,
+        8.0,
+        "per vacancy per week",
+        "Applicants from outside the experiment (background job seekers).",
+        ge=0,
+        le=10_000,
     )
     background_skill_mean: float = _f(
         0.0, "skill sd", "Mean perceived skill of background applicants.", ge=-10, le=10
@@ -379,18 +585,22 @@ class Market(_Section):
     hiring_bar: float = _f(
         1.2, "skill sd", "Minimum perceived fit an employer accepts.", ge=-10, le=10
     )
-    fit_noise_sd: float = _f(
-        0.9865, "skill sd", "Sd of the idiosyncratic fit of a candidate to a vacancy (what an "
-        "interview reveals).", ge=0, le=10,
+    fit_noise_sd: float = _calibrated(
+        1.0,
+        "skill sd",
+        "Sd of the idiosyncratic fit of a candidate to a vacancy (what an interview reveals).",
+        ge=0,
+        le=10,
     )
-    separation_rate_per_year: float = _f(
-        0.15, "per year", "Rate at which jobs end.", ge=0, le=10
-    )
+    separation_rate_per_year: float = _f(0.15, "per year", "Rate at which jobs end.", ge=0, le=10)
     report_prob: float = _f(
         0.8, "probability", "Chance that a new job is reported on the profile.", ge=0, le=1
     )
     report_lag_weeks: float = _f(
-        4.0, "weeks", "Mean lag between a job start and its report on the profile.", ge=0,
+        4.0,
+        "weeks",
+        "Mean lag between a job start and its report on the profile.",
+        ge=0,
         le=104,
     )
 
@@ -399,69 +609,124 @@ class Signal(_Section):
     """Phase 4: what employers believe about a candidate's skill."""
 
     enabled: bool = _f(
-        True, "-", "The signal channel: employers update their belief on a visible "
-        "credential.",
+        True,
+        "-",
+        "The signal channel: employers update their belief on a visible credential.",
     )
-    credibility: float = _f(
-        0.965, "share", "How informative employers take the credential to be (0: ignored; 1: "
-        "as informative as the model allows).", ge=0, le=1,
+    credibility: float = _calibrated(
+        0.9,
+        "share",
+        "How informative employers take the credential to be (0: ignored; 1: "
+        "as informative as the model allows).",
+        ge=0,
+        le=1,
     )
     max_signal_precision: float = _f(
-        4.0, "1 / skill variance", "Precision of the credential signal at credibility 1.",
-        ge=0, le=1000,
+        4.0,
+        "1 / skill variance",
+        "Precision of the credential signal at credibility 1.",
+        ge=0,
+        le=1000,
     )
-    prior_precision_thin: float = _f(
-        0.07795, "1 / skill variance", "Precision of the employer's prior from a thin record "
-        "(no degree, no experience, no past job in scope).", gt=0, le=1000,
+    prior_precision_thin: float = _calibrated(
+        0.1,
+        "1 / skill variance",
+        "Precision of the employer's prior from a thin record "
+        "(no degree, no experience, no past job in scope).",
+        gt=0,
+        le=1000,
     )
     prior_precision_thick: float = _f(
-        4.0, "1 / skill variance", "Precision of the prior from a full record (degree, "
-        "5+ years, past job in scope).", gt=0, le=1000,
+        4.0,
+        "1 / skill variance",
+        "Precision of the prior from a full record (degree, 5+ years, past job in scope).",
+        gt=0,
+        le=1000,
     )
-    course_skill_gain: float = _f(
-        1.322, "skill sd", "Skill the course adds that no record shows (what the credential "
-        "reveals).", ge=-5, le=5,
+    course_skill_gain: float = _calibrated(
+        1.0,
+        "skill sd",
+        "Skill the course adds that no record shows (what the credential reveals).",
+        ge=-5,
+        le=5,
     )
     education_skill: float = _f(
-        0.5, "skill sd", "Prior-mean skill gap between a doctorate and no education.", ge=0,
+        0.5,
+        "skill sd",
+        "Prior-mean skill gap between a doctorate and no education.",
+        ge=0,
         le=10,
     )
     experience_skill: float = _f(
-        0.08, "skill sd per year", "Prior-mean skill per year of experience (to 15 years).",
-        ge=0, le=1,
+        0.08,
+        "skill sd per year",
+        "Prior-mean skill per year of experience (to 15 years).",
+        ge=0,
+        le=1,
     )
     past_scope_skill: float = _f(
         0.4, "skill sd", "Prior-mean skill of a past job in tech or management.", ge=0, le=10
     )
     developing_skill: float = _f(
-        -0.2, "skill sd", "Prior-mean skill shift for a developing-country record.", ge=-10,
+        -0.2,
+        "skill sd",
+        "Prior-mean skill shift for a developing-country record.",
+        ge=-10,
         le=10,
     )
-    credential_weight: dict[str, float] = _f(
-        {"course": 1.0, "guided_project": 0.5, "specialization": 1.5,
-         "professional_certificate": 2.0},
-        "ratio", "Signal precision of each credential type relative to a course.",
+    credential_weight: dict[str, Weight] = _f(
+        {
+            "course": 1.0,
+            "guided_project": 0.5,
+            "specialization": 1.5,
+            "professional_certificate": 2.0,
+        },
+        "ratio",
+        "Signal precision of each credential type relative to a course.",
     )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.prior_precision_thick < self.prior_precision_thin:
-            raise ValueError(
+            hi = field_info("signal.prior_precision_thick")["le"]
+            raise _inconsistent(
+                "prior_precision_thick",
                 f"prior_precision_thick ({self.prior_precision_thick}) must be >= "
-                f"prior_precision_thin ({self.prior_precision_thin})"
+                f"prior_precision_thin ({self.prior_precision_thin}); allowed range "
+                f"[{self.prior_precision_thin}, {hi}] 1 / skill variance",
             )
-        if set(self.credential_weight) != set(CREDENTIAL_TYPES) or any(
-            v < 0 for v in self.credential_weight.values()
-        ):
-            raise ValueError(f"credential_weight: expected keys {list(CREDENTIAL_TYPES)}, >= 0")
+        if set(self.credential_weight) != set(CREDENTIAL_TYPES):
+            missing = [k for k in CREDENTIAL_TYPES if k not in self.credential_weight]
+            extra = [k for k in self.credential_weight if k not in CREDENTIAL_TYPES]
+            raise _inconsistent(
+                "credential_weight",
+                f"expected exactly the keys {list(CREDENTIAL_TYPES)} (missing {missing}, "
+                f"unknown {extra})",
+            )
         return self
+
+
+#: The fewest matched learners either arm must expect when ``0 < treated_share < 1``.
+#: The study's estimators need both arms: the employability model is trained on the
+#: control arm in 5 cross-fitting folds (it fails below 10 controls), and the tertile
+#: rows compare the arms within each third of predicted employability. 30 per arm is
+#: about 10 per arm and tertile, the fewest with which a difference in means and its
+#: robust SE mean anything; it also keeps the realised arm (the expectation +- a few
+#: learners) well clear of the estimators' hard failures.
+MIN_ARM_LEARNERS = 30
 
 
 class Study(_Section):
     """The experiment layer: assignment and measurement."""
 
     treated_share: float = _f(
-        0.5, "share", "Share of each stratum assigned to the nudge.", ge=0, le=1
+        0.5,
+        "share",
+        "Share of each stratum assigned to the nudge. 0 and 1 (one arm: everyone or no one "
+        "nudged, measured by twin runs) are always allowed; in between, each arm must expect "
+        f"at least {MIN_ARM_LEARNERS} matched learners (see Scenario.expected_matched).",
+        ge=0,
+        le=1,
     )
 
 
@@ -478,6 +743,63 @@ class Scenario(_Section):
     signal: Signal = Field(default_factory=Signal)
     study: Study = Field(default_factory=Study)
 
+    @property
+    def expected_matched(self) -> float:
+        """Expected size of the matched sample (the study's estimation sample).
+
+        As :func:`sim.population.draw_learners` draws it: matched learners come only from
+        the first ``matched_batches`` of ``n_batches`` equally likely batches, each with
+        probability ``min(1, matched_share * n_batches / matched_batches)``, so
+        ``n_learners * min(matched_share, matched_batches / n_batches)``.
+        """
+        pop, cal = self.population, self.calendar
+        return pop.n_learners * min(pop.matched_share, cal.matched_batches / cal.n_batches)
+
+    @model_validator(mode="after")
+    def _arms(self) -> Self:
+        """Both arms of a study must be large enough for its estimators, before any work.
+
+        :func:`sim.population.stratified_assignment` treats ``floor(g * share)`` learners
+        of each batch x stratum cell of size ``g``, plus one with probability equal to the
+        remainder: the rounding is random, so each arm's expected size is exactly its
+        share of the expected matched sample however small the cells, and a share near 0
+        or 1 leaves the smaller arm with a handful of learners or none.
+        """
+        share = self.study.treated_share
+        if not 0 < share < 1:
+            return self
+        matched = self.expected_matched
+        smaller = matched * min(share, 1 - share)
+        if smaller >= MIN_ARM_LEARNERS - 1e-9:
+            return self
+        pop = self.population
+        arm = "control" if share > 0.5 else "treated"
+        why = (
+            f"with about {matched:,.2f} matched learners expected (population.n_learners "
+            f"{pop.n_learners:,}, matched_share {pop.matched_share}), treated_share = {share} "
+            f"leaves about {smaller:.2f} of them in the {arm} arm, fewer than the "
+            f"{MIN_ARM_LEARNERS} per arm the study's estimators need"
+        )
+        if matched >= 2 * MIN_ARM_LEARNERS:
+            lo = math.ceil(MIN_ARM_LEARNERS / matched * 1e4) / 1e4
+            hi = math.floor((1 - MIN_ARM_LEARNERS / matched) * 1e4) / 1e4
+            allowed = f"allowed range for this population [{lo}, {hi}] share, or exactly 0 or 1"
+        else:
+            cal = self.calendar
+            ways = []
+            need_n = math.ceil(2 * MIN_ARM_LEARNERS * pop.n_learners / matched - 1e-6)
+            if need_n <= field_info("population.n_learners")["le"]:
+                ways.append(f"population.n_learners >= {need_n:,}")
+            need_m = 2 * MIN_ARM_LEARNERS / pop.n_learners
+            if need_m <= min(1.0, cal.matched_batches / cal.n_batches):
+                ways.append(f"population.matched_share >= {math.ceil(need_m * 1e6) / 1e6}")
+            allowed = (
+                "no share between 0 and 1 leaves enough in both arms: allowed values for "
+                "this population 0 or 1 only"
+                + (f" (a 50/50 study needs {' or '.join(ways)})" if ways else "")
+            )
+        raise _inconsistent("study.treated_share", f"{why}; {allowed}")
+
     # ---- construction -------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Scenario:
@@ -489,21 +811,23 @@ class Scenario(_Section):
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Scenario:
-        """Read and validate a scenario file."""
+        """Read and validate a scenario file (``[meta] base`` relative to its folder)."""
         path = Path(path)
         if not path.is_file():
             raise ScenarioError(f"{path}: no such scenario file")
-        return cls.from_toml_text(path.read_text(encoding="utf-8"), source=str(path))
+        text = path.read_text(encoding="utf-8")
+        return _from_text(text, str(path), path.parent, (path.resolve(),))
 
     @classmethod
-    def from_toml_text(cls, text: str, source: str = "<toml>") -> Scenario:
-        """Validate scenario TOML text; ``[provenance]`` (from calibration) is skipped."""
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as err:
-            raise ScenarioError(f"{source}: not valid TOML ({err})") from None
-        data.pop("provenance", None)  # written by `credsim calibrate`; informational
-        return cls.from_dict(data, source=source)
+    def from_toml_text(
+        cls, text: str, source: str = "<toml>", folder: str | Path | None = None
+    ) -> Scenario:
+        """Validate scenario TOML text; ``[provenance]`` (from calibration) is skipped.
+
+        ``[meta] base`` (see :data:`BASE_KEY`) is found by :func:`sim.scenarios.find`,
+        a relative path from ``folder`` (default: the current folder).
+        """
+        return _from_text(text, source, None if folder is None else Path(folder), ())
 
     def with_overrides(self, overrides: Mapping[str, Any], source: str = "overrides") -> Scenario:
         """A copy with dotted keys replaced, e.g. ``{"signal.credibility": 0.8}``."""
@@ -525,26 +849,105 @@ class Scenario(_Section):
         return dumps_toml(self.to_dict())
 
 
-def load_scenario(path_or_name: str | Path, scenarios_dir: str | Path = "scenarios") -> Scenario:
-    """Load ``path_or_name``, or ``scenarios_dir/<name>.toml`` when given a bare name."""
-    path = Path(path_or_name)
-    if not path.suffix and not path.exists():
-        path = Path(scenarios_dir) / f"{path_or_name}.toml"
-    return Scenario.from_toml(path)
+#: The ``[meta]`` key by which a scenario file extends another: ``base = "paper"`` (a bare
+#: name, or a path relative to the file) means "that scenario, with this file's values".
+BASE_KEY = "base"
+
+
+def _from_text(text: str, source: str, folder: Path | None, chain: tuple[Path, ...]) -> Scenario:
+    """A scenario file's text, validated, its base (if any) applied first.
+
+    A section's keys replace the base's one by one (a table value such as
+    ``credential_weight`` as a whole); ``[meta]`` (name, description) is the file's own,
+    never inherited. ``chain`` holds the files being read, to refuse a cycle of bases.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ScenarioError(f"{source}: not valid TOML ({err})") from None
+    data.pop("provenance", None)  # written by `credsim calibrate`; informational
+    meta = data.get("meta")
+    if isinstance(meta, dict) and BASE_KEY in meta:
+        ref = meta[BASE_KEY]
+        data["meta"] = {k: v for k, v in meta.items() if k != BASE_KEY}
+        base = _base_of(ref, source, folder, chain)
+        merged: dict[str, Any] = {**base.to_dict(), "meta": {}}
+        for section, body in data.items():
+            if isinstance(body, dict) and isinstance(merged.get(section), dict):
+                merged[section] = {**merged[section], **body}
+            else:  # an unknown section or a value that is not a table: validation says so
+                merged[section] = body
+        data = merged
+    return Scenario.from_dict(data, source=source)
+
+
+def _base_of(ref: Any, source: str, folder: Path | None, chain: tuple[Path, ...]) -> Scenario:
+    """The scenario named by ``[meta] base = ref`` in ``source``, its own bases applied."""
+    from sim import scenarios  # the one place that finds scenario files
+
+    where = f"{source}: key 'meta.{BASE_KEY}'"
+    if not isinstance(ref, str) or not ref.strip():
+        raise ScenarioError(
+            f"{where}: expected the name or path of a scenario (a string), got {ref!r}"
+        )
+    try:
+        path = scenarios.find(ref, folder=folder)
+    except ScenarioError as err:
+        raise ScenarioError(f"{where}: {err}") from None
+    if path.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise ScenarioError(f"{where}: {ref!r} extends itself (cycle of bases: {cycle})")
+    try:
+        return _from_text(
+            path.read_text(encoding="utf-8"), str(path), path.parent, (*chain, path.resolve())
+        )
+    except ScenarioError as err:
+        raise ScenarioError(f"{where} = {ref!r}: in the base scenario: {err}") from None
+
+
+def load_scenario(path_or_name: str | Path, scenarios_dir: str | Path | None = None) -> Scenario:
+    """Load a scenario file or a scenario by bare name (:func:`sim.scenarios.load`).
+
+    ``scenarios_dir``: a folder to look in first for a bare name (and to resolve a
+    relative path from).
+    """
+    from sim import scenarios  # the one place that finds scenario files
+
+    return scenarios.load(path_or_name, folder=scenarios_dir)
 
 
 def field_info(dotted: str) -> dict[str, Any]:
-    """Default, unit, bounds and description of one parameter (for CLIs and apps)."""
+    """Default, unit, bounds and description of one parameter (for CLIs and apps).
+
+    ``calibrated: True`` marks a parameter that ``credsim calibrate`` fits: its default
+    is the calibration's starting value, not the calibrated one (that is in ``paper``).
+
+    A table or list of numbers (``population.domain_shares``, ``sharing.app_open_share``)
+    has no bounds of its own; ``items`` holds the bounds of each of its entries.
+    """
     section, _, name = dotted.partition(".")
     sec_cls = Scenario.model_fields[section].default_factory
     f = sec_cls.model_fields[name]
-    bounds: dict[str, Any] = {}
-    for m in f.metadata:
+    extra = f.json_schema_extra or {}
+    info = {"default": f.default, "unit": extra.get("unit", ""), "doc": f.description}
+    if extra.get("calibrated"):
+        info["calibrated"] = True
+    info.update(_bounds(f.metadata))
+    if get_origin(f.annotation) in (dict, list):
+        item = get_args(f.annotation)[-1]
+        if get_origin(item) is Annotated:
+            info["items"] = _bounds(m for a in get_args(item)[1:] for m in a.metadata)
+    return info
+
+
+def _bounds(metadata: Any) -> dict[str, Any]:
+    """``ge``/``gt``/``le``/``lt`` of a field's annotated-types metadata."""
+    out: dict[str, Any] = {}
+    for m in metadata:
         for attr in ("ge", "gt", "le", "lt"):
             if getattr(m, attr, None) is not None:
-                bounds[attr] = getattr(m, attr)
-    extra = f.json_schema_extra or {}
-    return {"default": f.default, "unit": extra.get("unit", ""), "doc": f.description, **bounds}
+                out[attr] = getattr(m, attr)
+    return out
 
 
 # ---- helpers ------------------------------------------------------------------------
@@ -555,25 +958,33 @@ def _nearest(key: str, valid: list[str]) -> str:
     return f" (did you mean '{near[0]}'?)" if near else ""
 
 
-def _expected(section: str, name: str) -> str:
+def _expected(section: str, name: str, entry: bool = False) -> str:
+    """``; allowed range [lo, hi] unit`` of a field, or of one entry of a table or list."""
     try:
         info = field_info(f"{section}.{name}")
     except (KeyError, AttributeError, TypeError):
         return ""
+    if "items" in info:
+        each = "" if entry else " for each entry"
+        return _expected_range(info["items"], info["unit"] + each)
+    return _expected_range(info, info["unit"])
+
+
+def _expected_range(info: Mapping[str, Any], unit: str) -> str:
     lo = info.get("ge", info.get("gt"))
     hi = info.get("le", info.get("lt"))
     if lo is None and hi is None:
         return ""
     lb = "[" if "ge" in info else "("
     rb = "]" if "le" in info else ")"
-    return f"; allowed range {lb}{lo}, {hi}{rb} {info['unit']}".rstrip()
+    return f"; allowed range {lb}{lo}, {hi}{rb} {unit}".rstrip()
 
 
 def _explain(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
         loc = [str(p) for p in e["loc"]]
-        key = ".".join(loc) or "(top level)"
+        key = _dotted(e["loc"])
         if e["type"] == "extra_forbidden":
             if len(loc) == 1:
                 valid = list(Scenario.model_fields)
@@ -582,12 +993,24 @@ def _explain(err: ValidationError, source: str) -> str:
                 valid = [f"{loc[0]}.{k}" for k in sec_cls.model_fields]
             lines.append(f"{source}: unknown key '{key}'{_nearest(key, valid)}")
             continue
+        if e["type"] == _INCONSISTENT:  # a cross-field rule: the message has the range
+            key = _dotted((*e["loc"], e["ctx"]["key"]))
+            lines.append(f"{source}: key '{key}': {e['msg']}")
+            continue
         msg = e["msg"].removeprefix("Value error, ")
         got = e.get("input")
         got_s = "" if isinstance(got, dict) else f" (got {got!r})"
-        hint = _expected(loc[0], loc[1]) if len(loc) >= 2 else ""
+        hint = _expected(loc[0], loc[1], entry=len(loc) > 2) if len(loc) >= 2 else ""
         lines.append(f"{source}: key '{key}': {msg}{got_s}{hint}")
     return "\n".join(lines)
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    """``("sharing", "app_open_share", 0)`` -> ``sharing.app_open_share[0]``."""
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}" if out else str(p)
+    return out or "(top level)"
 
 
 def _plain(obj: Any) -> Any:
@@ -598,39 +1021,11 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n",
-                 "\f": "\\f", "\r": "\\r"}
-
-
-def _toml_char(c: str) -> str:
-    """One character of a TOML basic string, escaped where TOML requires it."""
-    if c in _TOML_ESCAPES:
-        return _TOML_ESCAPES[c]
-    return f"\\u{ord(c):04X}" if ord(c) < 0x20 or ord(c) == 0x7F else c
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    if isinstance(v, date):
-        return v.isoformat()
-    if isinstance(v, str):
-        return '"' + "".join(_toml_char(c) for c in v) + '"'
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
 def dumps_toml(data: Mapping[str, Any]) -> str:
-    """Write a two-level mapping (tables of scalars) as TOML."""
-    out: list[str] = []
-    for section, body in data.items():
-        out.append(f"[{section}]")
-        for k, v in body.items():
-            out.append(f"{k} = {_toml_value(v)}")
-        out.append("")
-    return "\n".join(out)
+    """The project's one TOML writer (``tomli_w``): any nesting of tables, dates, and keys
+    that need quoting (``"sharing.nudge_strength" = 0.01``) or strings that need escaping.
+
+    Sub-tables are written as ``[section.name]`` tables after the section's plain keys;
+    ``tomllib.loads(dumps_toml(d)) == d`` for any TOML-representable ``d``.
+    """
+    return tomli_w.dumps(_plain(dict(data)))

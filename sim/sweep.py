@@ -12,7 +12,7 @@ A TOML file with three tables::
     [sweep]
     name = "small_demo"        # folder name of the results: results/sweeps/<name>
     description = "..."        # optional
-    base = "small"             # a scenario name (scenarios/<name>.toml) or a path
+    base = "small"             # a scenario name (see sim.scenarios) or a path
     replications = 2           # simulated studies per point, >= 1
     seed = 20260301            # master seed, >= 0
     twin = false               # optional: also run each study's twin for the true effects
@@ -93,6 +93,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim import scenarios
 from sim.params import Scenario, ScenarioError
 from sim.store import jsonable
 
@@ -128,7 +129,6 @@ _TABLES = {"sweep": ("name", "description", "base", "replications", "seed", "twi
            "sample": ("method", "n")}
 _SPEC_KEYS = ("values", "grid", "range", "relative")
 _SAMPLERS = ("sobol", "lhs")
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: A task function: one task in, its estimates (columns of ESTIMATE_COLUMNS) out.
 TaskFn = Callable[["Task"], pd.DataFrame]
@@ -199,8 +199,8 @@ class SweepSpec:
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and validate a sweep file (see the module docstring).
 
-    ``base`` is looked up next to the sweep file when it is a path, and as
-    ``scenarios/<name>.toml`` (current folder, then the project root) when a bare name.
+    ``base`` is found by :func:`sim.scenarios.find`: a path from the sweep file's
+    folder; a bare name next to the sweep file, in ``./scenarios/``, or packaged.
 
     Raises
     ------
@@ -371,23 +371,11 @@ def _dotted(table: Mapping[str, Any], source: str, where: str) -> dict[str, Any]
 
 
 def _resolve_base(ref: str, folder: Path, source: str) -> Path:
-    """The base scenario file: a path (next to the sweep file, or as given) or a name."""
-    path = Path(ref)
-    tried: list[Path] = []
-    if path.parent != Path(".") or path.suffix == ".toml":
-        candidates = [path] if path.is_absolute() else [folder / path, path]
-    else:
-        candidates = [Path.cwd() / "scenarios" / f"{ref}.toml",
-                      _PROJECT_ROOT / "scenarios" / f"{ref}.toml"]
-    for c in candidates:
-        if c.is_file():
-            return c
-        tried.append(c)
-    names = sorted({p.stem for f in (Path.cwd() / "scenarios", _PROJECT_ROOT / "scenarios")
-                    if f.is_dir() for p in f.glob("*.toml")})
-    known = f"; known scenarios: {', '.join(names)}" if names else ""
-    raise SweepError(f"{source}: [sweep] base = {ref!r}: no such scenario (tried "
-                     f"{', '.join(map(str, dict.fromkeys(tried)))}){known}")
+    """The base scenario file (:func:`sim.scenarios.find`, paths from the sweep's folder)."""
+    try:
+        return scenarios.find(ref, folder=folder)
+    except ScenarioError as err:
+        raise SweepError(f"{source}: [sweep] base = {ref!r}: {err}") from None
 
 
 def _annotation(key: str) -> Any:

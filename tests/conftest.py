@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from sim import scenarios
 from sim.model import CredentialMarket, RunResult
 from sim.params import Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIO_DIR = ROOT / "scenarios"
+SCENARIO_DIR = scenarios.PACKAGED  # the scenarios that ship with the package
 SEED = 20240917
 
 
@@ -34,7 +35,7 @@ def small_scenario(
 
 
 def scenario_file(name: str) -> Scenario:
-    """A scenario of ``scenarios/`` by its stem, e.g. ``"no_nudge"``."""
+    """A packaged scenario by its stem, e.g. ``"no_nudge"``."""
     return Scenario.from_toml(SCENARIO_DIR / f"{name}.toml")
 
 

@@ -315,7 +315,7 @@ def test_calibrated_point_prefers_paper_toml(tmp_path: Path) -> None:
     paper = Scenario().with_overrides({NUDGE: 0.02, CRED: 0.6})
     (tmp_path / "paper.toml").write_text(paper.to_toml())
     cal = analysis.calibrated_point(res, tmp_path)
-    assert (cal[NUDGE], cal[CRED], cal["source"]) == (0.02, 0.6, "scenarios/paper.toml")
+    assert (cal[NUDGE], cal[CRED], cal["source"]) == (0.02, 0.6, "sim/scenarios/paper.toml")
 
 
 # ---- one parameter, everyone nudged, channels ---------------------------------------------
@@ -489,7 +489,7 @@ def tomllib_load(path: Path) -> dict[str, Any]:
 TINY = """\
 [sweep]
 name = "nudge_credibility"
-base = "baseline"
+base = "uncalibrated"
 replications = 1
 seed = 5
 twin = true

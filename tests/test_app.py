@@ -27,7 +27,7 @@ import pytest
 from conftest import assert_global_random_state_is, global_random_state
 from matplotlib.figure import Figure
 
-from sim import app, frontend, plots
+from sim import app, frontend, plots, scenarios
 from sim.params import field_info
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,15 +49,23 @@ def _value(param):
     return param.value if hasattr(param, "value") else param["value"]
 
 
-# ---- the inputs come from the schema -----------------------------------------------------
+def _start(key: str):
+    """The default scenario's value of ``key`` (the calibrated market; the schema's
+    defaults are pre-calibration values)."""
+    section, _, name = key.partition(".")
+    return getattr(getattr(scenarios.load(app.DEFAULT_SCENARIO), section), name)
 
 
-def test_slider_defaults_are_the_schema_defaults():
+# ---- the inputs come from the default scenario and the schema ------------------------------
+
+
+def test_slider_defaults_are_the_default_scenarios_values():
     sig = inspect.signature(app.AppMarket.__init__).parameters
     for kw, (key, _label) in app.SLIDERS.items():
-        default = field_info(key)["default"]
-        assert _value(app.MODEL_PARAMS[kw]) == default, kw
-        assert sig[kw].default == default, f"AppMarket({kw}=...) default differs from {key}"
+        start = _start(key)
+        assert _value(app.MODEL_PARAMS[kw]) == start, kw
+        assert sig[kw].default == start, f"AppMarket({kw}=...) default differs from {key}"
+    assert app.AppMarket(n_learners=2_000).overridden == {}  # the page starts at the file
 
 
 def test_slider_ranges_lie_within_the_schema_bounds():
@@ -67,7 +75,7 @@ def test_slider_ranges_lie_within_the_schema_bounds():
         hi = info.get("le", info.get("lt"))
         assert s.min >= lo and s.max <= hi, kw
         assert s.min <= s.value <= s.max, kw
-        assert s.max == hi or math.isclose(s.max, app.SLIDER_MAX_MULTIPLE * info["default"])
+        assert s.max == hi or math.isclose(s.max, app.SLIDER_MAX_MULTIPLE * _start(key))
         assert math.isclose((s.max - s.min) / s.step, app.SLIDER_STEPS)
 
 
@@ -100,7 +108,7 @@ def test_app_model_builds_with_the_defaults_and_steps():
     assert len(m.population) == app.DEFAULT_LEARNERS
     for key, _label in app.SLIDERS.values():
         section, _, name = key.partition(".")
-        assert getattr(getattr(m.params, section), name) == field_info(key)["default"]
+        assert getattr(getattr(m.params, section), name) == _start(key)
     assert m.seed == app.DEFAULT_SEED
     week = m.week
     m.step()
@@ -208,7 +216,7 @@ def test_headline(stepped):
     text = app.headline(stepped)
     assert f"**Week {stepped.week - 1}**" in text
     assert "credential shared" in text and " pp |" in text
-    assert f"nudge strength {field_info('sharing.nudge_strength')['default']:g}" in text
+    assert f"nudge strength {_start('sharing.nudge_strength'):g}" in text
     assert "Not started" in app.headline(app.AppMarket(n_learners=2_000))
 
 

@@ -6,13 +6,14 @@ Every run uses a tiny scenario (3,000 learners) so the file stays fast.
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from sim import cli, store
+from sim import cli, scenarios, store
 from sim.params import Scenario
 
 N_LEARNERS = 3000
@@ -79,6 +80,26 @@ def test_run_writes_a_complete_run_folder(tiny: Path, tmp_path: Path, capsys) ->
     assert 0 <= summary["employment_final"] <= 1
 
 
+def test_a_run_of_a_file_with_a_base_writes_the_resolved_scenario(tmp_path: Path) -> None:
+    """A scenario file may say only how it differs from another; the run folder still
+    holds every key explicit, and no base."""
+    path = tmp_path / "mine.toml"
+    path.write_text(
+        f'[meta]\nbase = "small"\nname = "mine"\n[population]\nn_learners = {N_LEARNERS}\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "runs" / "mine"
+    assert _run(path, out) == 0
+    written = (out / "scenario.toml").read_text(encoding="utf-8")
+    data = tomllib.loads(written)
+    assert "base" not in data["meta"]
+    keys = {f"{s}.{k}" for s, body in data.items() for k in body}
+    assert keys == {f"{s}.{k}" for s, body in Scenario().to_dict().items() for k in body}
+    resolved = Scenario.from_toml(path)
+    assert Scenario.from_toml(out / "scenario.toml") == resolved
+    assert resolved.sharing.nudge_strength == scenarios.load("paper").sharing.nudge_strength
+
+
 def test_same_seed_gives_identical_learners(tiny: Path, tmp_path: Path) -> None:
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     assert _run(tiny, a) == 0
@@ -118,9 +139,9 @@ def test_unknown_scenario_name_exits_2(tmp_path: Path, capsys, monkeypatch) -> N
     assert not (tmp_path / "runs").exists()
 
 
-def test_bare_name_is_found_in_the_project_scenarios(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)  # no scenarios/ here: falls back to the project's
-    assert cli.resolve_scenario("small") == cli.PROJECT_ROOT / "scenarios" / "small.toml"
+def test_bare_name_is_found_in_the_packaged_scenarios(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no scenarios/ here: falls back to the packaged ones
+    assert cli.resolve_scenario("small") == scenarios.PACKAGED / "small.toml"
     local = tmp_path / "scenarios"
     local.mkdir()
     (local / "small.toml").write_text("", encoding="utf-8")

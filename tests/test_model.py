@@ -284,8 +284,8 @@ def test_global_random_state_is_untouched():
 
 def test_a_seed_sequence_is_accepted_and_recorded():
     ss = np.random.SeedSequence(1234)
-    a = CredentialMarket(small_scenario(1_000), rng=ss)
-    b = CredentialMarket(small_scenario(1_000), rng=1234)
+    a = CredentialMarket(small_scenario(2_000), rng=ss)
+    b = CredentialMarket(small_scenario(2_000), rng=1234)
     assert a.seed == b.seed == 1234
     np.testing.assert_array_equal(a.population.skill, b.population.skill)
 
@@ -349,7 +349,7 @@ def test_agent_views_are_built_on_first_access_and_change_no_number(small_run):
 
 def test_treated_vector_must_match_the_population():
     with pytest.raises(ValueError, match="treated"):
-        CredentialMarket(small_scenario(1_000), rng=1, treated=np.zeros(999, bool))
+        CredentialMarket(small_scenario(2_000), rng=1, treated=np.zeros(1_999, bool))
 
 
 def test_default_assignment_is_balanced_within_strata(small_run):

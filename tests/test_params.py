@@ -8,6 +8,7 @@ out of the single-field properties.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from datetime import date
@@ -21,8 +22,10 @@ from sim.params import (
     CREDENTIAL_TYPES,
     DOMAINS,
     EDUCATION_LEVELS,
+    MIN_ARM_LEARNERS,
     Scenario,
     ScenarioError,
+    dumps_toml,
     field_info,
     load_scenario,
 )
@@ -47,6 +50,8 @@ COUPLED = {
     "population.matched_share",
     "population.developing_share",
     "population.matched_developing_share",
+    "population.n_learners",  # with matched_share and treated_share: the arms' sizes
+    "study.treated_share",
 }
 FREE_NUMERIC = [k for k in NUMERIC_KEYS if k not in COUPLED]
 SOURCE = "test-source.toml"
@@ -227,6 +232,95 @@ def test_unknown_key_in_a_file_names_the_file(tmp_path):
     assert "did you mean 'visibility.search_boost'" in str(err.value)
 
 
+# ---- every number is finite -----------------------------------------------------------
+
+FLOAT_KEYS = [k for k in ALL_KEYS if _annotation(k) is float]
+#: Tables and lists of numbers: dotted key of the field -> its entries (keys or indexes).
+NUMBER_TABLES = {
+    k: list(v) if isinstance(v, dict) else list(range(len(v)))
+    for k in ALL_KEYS
+    if isinstance(v := _get(DEFAULT, k), dict | list)
+}
+NON_FINITE = [math.nan, math.inf, -math.inf]
+
+
+def _range_text(bounds: dict[str, Any]) -> str:
+    lo = bounds.get("ge", bounds.get("gt"))
+    hi = bounds.get("le", bounds.get("lt"))
+    return f"{'[' if 'ge' in bounds else '('}{lo}, {hi}{']' if 'le' in bounds else ')'}"
+
+
+def test_every_table_and_list_of_numbers_has_bounded_entries():
+    assert set(NUMBER_TABLES) == {
+        *SHARE_DICTS,
+        "signal.credential_weight",
+        "sharing.app_open_share",
+    }
+    for key in NUMBER_TABLES:
+        items = field_info(key)["items"]
+        assert "ge" in items and "le" in items, key
+    assert field_info("signal.credential_weight")["items"]["le"] < math.inf
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+def test_non_finite_number_is_rejected_with_key_and_range(key, value):
+    msg = _raises({key: value})
+    assert f"{SOURCE}: key '{key}'" in msg
+    assert "finite" in msg
+    assert f"allowed range {_range_text(field_info(key))}" in msg
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize(
+    ("key", "entry"), [(k, e) for k, entries in NUMBER_TABLES.items() for e in entries]
+)
+def test_non_finite_entry_of_a_table_or_list_is_rejected_with_dotted_key(key, entry, value):
+    old = _get(DEFAULT, key)
+    new = dict(old) if isinstance(old, dict) else list(old)
+    new[entry] = value
+    msg = _raises({key: new})
+    dotted = f"{key}[{entry}]" if isinstance(entry, int) else f"{key}.{entry}"
+    assert f"{SOURCE}: key '{dotted}'" in msg
+    assert "finite" in msg
+    assert f"allowed range {_range_text(field_info(key)['items'])}" in msg
+
+
+@pytest.mark.parametrize("entry", CREDENTIAL_TYPES)
+def test_credential_weight_has_an_upper_bound(entry):
+    hi = field_info("signal.credential_weight")["items"]["le"]
+    weights = dict(DEFAULT.signal.credential_weight, **{entry: hi})
+    assert DEFAULT.with_overrides({"signal.credential_weight": weights})
+    weights[entry] = hi * 1.5
+    msg = _raises({"signal.credential_weight": weights})
+    assert f"key 'signal.credential_weight.{entry}'" in msg and f"[0, {hi}]" in msg
+
+
+@pytest.mark.parametrize(
+    ("table", "line"),
+    [
+        (
+            "signal",
+            "credential_weight = { course = nan, guided_project = 0.5, "
+            "specialization = 1.5, professional_certificate = 2.0 }",
+        ),
+        ("signal", "credibility = inf"),
+        ("sharing", "app_open_share = [0.8, -inf]"),
+        ("market", "hiring_bar = nan"),
+    ],
+)
+def test_non_finite_value_in_a_file_names_file_and_dotted_key(tmp_path, table, line):
+    path = tmp_path / "nan.toml"
+    path.write_text(f"[{table}]\n{line}\n", encoding="utf-8")
+    with pytest.raises(ScenarioError) as err:
+        Scenario.from_toml(path)
+    msg = str(err.value)
+    name = line.partition(" ")[0]
+    key = {"credential_weight": "credential_weight.course", "app_open_share": "app_open_share[1]"}
+    assert f"{path}: key '{table}.{key.get(name, name)}'" in msg
+    assert "finite" in msg and "allowed range" in msg
+
+
 # ---- shares ----------------------------------------------------------------------------
 
 SHARE_DICTS = {
@@ -263,9 +357,13 @@ def test_share_dicts_need_exactly_their_keys_and_no_negatives():
         "data_science": 0.0,
         "information_technology": 0.0,
     }
-    assert ">= 0" in _raises({"population.domain_shares": shares})
+    msg = _raises({"population.domain_shares": shares})
+    assert "key 'population.domain_shares.computer_science'" in msg  # below 0
+    assert "key 'population.domain_shares.business'" in msg  # above 1
+    assert msg.count("allowed range [0, 1] share") == 2
     weights = dict(DEFAULT.signal.credential_weight, course=-1.0)
-    assert "credential_weight" in _raises({"signal.credential_weight": weights})
+    msg = _raises({"signal.credential_weight": weights})
+    assert "key 'signal.credential_weight.course'" in msg and "[0, 100]" in msg
 
 
 @given(st.floats(0, 1), st.floats(0, 1))
@@ -274,7 +372,60 @@ def test_app_open_share_must_be_an_ordered_range(lo, hi):
         scn = DEFAULT.with_overrides({"sharing.app_open_share": [lo, hi]})
         assert list(scn.sharing.app_open_share) == [lo, hi]
     else:
-        assert "app_open_share" in _raises({"sharing.app_open_share": [lo, hi]})
+        msg = _raises({"sharing.app_open_share": [lo, hi]})
+        assert f"{SOURCE}: key 'sharing.app_open_share': " in msg and "low <= high" in msg
+
+
+# ---- cross-field rules name the key they are about ----------------------------------------
+
+CROSS_FIELD = [
+    ({"sharing.app_open_share": [0.9, 0.8]}, "sharing.app_open_share", True),
+    ({"calendar.matched_batches": 8}, "calendar.matched_batches", True),
+    ({"calendar.n_batches": 13}, "calendar.n_batches", True),
+    ({"calendar.collection_date": date(2022, 9, 3)}, "calendar.collection_date", True),
+    (
+        {"signal.prior_precision_thin": 0.5, "signal.prior_precision_thick": 0.25},
+        "signal.prior_precision_thick",
+        True,
+    ),
+    ({"signal.credential_weight": {"course": 1.0}}, "signal.credential_weight", False),
+    ({"population.developing_share": 0.02}, "population.matched_developing_share", True),
+    (
+        {"population.matched_share": 0.5},
+        "population.matched_education_shares.none_mentioned",
+        True,
+    ),
+    *[({k: {n: 0.5 for n in names}}, k, False) for k, names in SHARE_DICTS.items()],
+    *[({k: {"x": 1.0}}, k, False) for k in SHARE_DICTS],
+]
+
+
+@pytest.mark.parametrize(("overrides", "key", "has_range"), CROSS_FIELD)
+def test_cross_field_error_names_the_dotted_key(overrides, key, has_range):
+    msg = _raises(overrides)
+    assert msg.startswith(f"{SOURCE}: key '{key}': "), msg
+    section = key.partition(".")[0]
+    assert f"key '{section}':" not in msg  # not only the section
+    if has_range:
+        assert "allowed range" in msg
+
+
+def test_cross_field_error_gives_the_range_the_other_fields_allow():
+    msg = _raises({"calendar.matched_batches": 6, "calendar.n_batches": 4})
+    assert "allowed range [1, 4] months" in msg
+    msg = _raises({"signal.prior_precision_thin": 0.5, "signal.prior_precision_thick": 0.25})
+    assert "allowed range [0.5, 1000]" in msg
+    msg = _raises({"calendar.n_batches": 14})  # default calendar: 52 weeks, 12 batches fit
+    assert "allowed range [1, 12] months" in msg
+    DEFAULT.with_overrides({"calendar.n_batches": 12, "calendar.matched_batches": 5})
+
+
+def test_cross_field_error_in_a_file_names_file_and_key(tmp_path):
+    path = tmp_path / "cal.toml"
+    path.write_text("[sharing]\napp_open_share = [0.9, 0.5]\n", encoding="utf-8")
+    with pytest.raises(ScenarioError) as err:
+        Scenario.from_toml(path)
+    assert str(err.value).startswith(f"{path}: key 'sharing.app_open_share': ")
 
 
 # ---- coupled fields ----------------------------------------------------------------------
@@ -347,10 +498,12 @@ def test_matched_share_must_fit_the_population_margins(m):
     assert 0.042 < m_max < 1
     if abs(m - m_max) < 1e-6:
         return
+    one_arm = {"study.treated_share": 1.0}  # no minimum arm size for a tiny matched sample
     if m < m_max:
-        assert DEFAULT.with_overrides({"population.matched_share": m}).population.matched_share == m
+        scn = DEFAULT.with_overrides({"population.matched_share": m, **one_arm})
+        assert scn.population.matched_share == m
     else:
-        msg = _raises({"population.matched_share": m})
+        msg = _raises({"population.matched_share": m, **one_arm})
         assert "population" in msg and "cannot be part of" in msg
 
 
@@ -372,6 +525,76 @@ def test_matched_value_that_cannot_fit_the_population_is_rejected():
     # 4.2% matched * 85% developing = 3.57% > 2% of the population
     msg = _raises({"population.developing_share": 0.02})
     assert "developing_share" in msg and "cannot be part of" in msg and SOURCE in msg
+
+
+# ---- both arms of a study are large enough --------------------------------------------
+
+
+def _smaller_arm(n: int, m: float, share: float, cal=DEFAULT.calendar) -> float:
+    """Expected matched learners in the smaller arm (see Scenario.expected_matched)."""
+    return n * min(m, cal.matched_batches / cal.n_batches) * min(share, 1 - share)
+
+
+@settings(max_examples=300)
+@given(
+    n=st.integers(200, 5_000_000),
+    m=st.floats(0.001, 0.3),
+    share=st.one_of(st.sampled_from([0.0, 1.0, 0.5, 1e-6, 0.999]), st.floats(0, 1)),
+)
+def test_treated_share_must_leave_enough_learners_in_both_arms(n, m, share):
+    ov = {
+        "population.n_learners": n,
+        "population.matched_share": m,
+        "study.treated_share": share,
+    }
+    smaller = _smaller_arm(n, m, share)
+    if abs(smaller - MIN_ARM_LEARNERS) < 1e-6:
+        return
+    if share in (0.0, 1.0) or smaller > MIN_ARM_LEARNERS:
+        assert DEFAULT.with_overrides(ov).study.treated_share == share
+        return
+    msg = _raises(ov)
+    assert msg.startswith(f"{SOURCE}: key 'study.treated_share': "), msg
+    assert f"fewer than the {MIN_ARM_LEARNERS} per arm" in msg
+    found = re.search(r"allowed range for this population \[([\d.]+), ([\d.]+)\] share", msg)
+    if found:  # the range it states is right: its ends validate, just outside does not
+        lo, hi = float(found[1]), float(found[2])
+        assert lo <= 0.5 <= hi
+        for ok in (lo, hi):
+            DEFAULT.with_overrides({**ov, "study.treated_share": ok})
+        for bad in (lo - 2e-4, hi + 2e-4):
+            if 0 < bad < 1:
+                _raises({**ov, "study.treated_share": bad})
+    else:
+        assert "0 or 1 only" in msg
+        need = re.search(r"n_learners >= ([\d,]+)", msg)
+        if need:
+            need = int(need[1].replace(",", ""))
+            assert _smaller_arm(need, m, 0.5) >= MIN_ARM_LEARNERS - 1e-9
+            assert _smaller_arm(need - 1, m, 0.5) < MIN_ARM_LEARNERS
+        need_m = re.search(r"matched_share >= ([\d.e-]+)\)", msg)
+        assert need or need_m, msg
+        if need_m:
+            assert _smaller_arm(n, float(need_m[1]), 0.5) >= MIN_ARM_LEARNERS - 1e-9
+
+
+def test_nearly_everyone_nudged_in_a_small_population_is_rejected_before_any_work():
+    msg = _raises({"population.n_learners": 20_000, "study.treated_share": 0.999})
+    assert "key 'study.treated_share'" in msg and "control arm" in msg
+    assert "allowed range for this population [0.0358, 0.9642] share" in msg
+    for share in (0.0, 1.0, 0.0358, 0.9642):  # one arm (twin runs), or enough in both
+        DEFAULT.with_overrides({"population.n_learners": 20_000, "study.treated_share": share})
+    msg = _raises({"population.n_learners": 1_000})
+    assert "0 or 1 only" in msg and "n_learners >= 1,429" in msg
+    DEFAULT.with_overrides({"population.n_learners": 1_000, "study.treated_share": 1.0})
+
+
+def test_expected_matched_sample_follows_the_matched_batches():
+    scn = DEFAULT.with_overrides({"population.n_learners": 100_000})
+    assert scn.expected_matched == pytest.approx(4_200)
+    # only 1 of 7 batches can be matched: at most 1/7 of the learners
+    few = scn.with_overrides({"calendar.matched_batches": 1, "population.matched_share": 0.3})
+    assert few.expected_matched == pytest.approx(100_000 / 7)
 
 
 # ---- round trip --------------------------------------------------------------------------
@@ -428,6 +651,39 @@ def test_to_toml_escapes_strings(text):
     scn = DEFAULT.with_overrides({"meta.description": text})
     back = Scenario.from_dict(tomllib.loads(scn.to_toml()), source="round trip")
     assert back.meta.description == text
+    assert Scenario.from_toml_text(scn.to_toml()) == scn
+
+
+@pytest.mark.parametrize("name", ['say "hi"', "line\nbreak", "back\\slash", "é ü 中", "'single'"])
+def test_to_toml_round_trips_dates_and_quoted_strings(name):
+    scn = DEFAULT.with_overrides(
+        {
+            "meta.name": name,
+            "meta.description": f'"""{name}"""\n\tend',
+            "calendar.start_date": date(2021, 2, 28),
+            "calendar.collection_date": date(2022, 3, 1),
+        }
+    )
+    text = scn.to_toml()
+    assert Scenario.from_toml_text(text) == scn
+    assert tomllib.loads(text)["calendar"]["start_date"] == date(2021, 2, 28)
+
+
+def test_dumps_toml_writes_nested_tables_and_dotted_keys():
+    """The project's one TOML writer: what calibration and analysis write with it."""
+    data = {
+        "provenance": {
+            "command": 'credsim calibrate "x"',
+            "fitted": {"sharing.nudge_strength": 0.0085, "signal.credibility": 0.97},
+            "seeds": ["[1, 0]", "[1, 1]"],
+            "finished": date(2026, 1, 1),
+            "deeper": {"a b": {"c.d": True, "e": [1, 2]}},
+        },
+        "top": 1.5,
+    }
+    text = dumps_toml(data)
+    assert tomllib.loads(text) == data
+    assert '"sharing.nudge_strength" = 0.0085' in text
 
 
 def test_to_toml_writes_every_parameter():
@@ -436,7 +692,7 @@ def test_to_toml_writes_every_parameter():
 
 
 def test_from_toml_reads_a_written_file(tmp_path):
-    scn = DEFAULT.with_overrides({"signal.credibility": 0.8, "population.n_learners": 1234})
+    scn = DEFAULT.with_overrides({"signal.credibility": 0.8, "population.n_learners": 2345})
     path = tmp_path / "x.toml"
     path.write_text(scn.to_toml(), encoding="utf-8")
     assert Scenario.from_toml(path) == scn
@@ -502,3 +758,133 @@ def test_out_of_range_value_in_a_file_names_file_key_and_range(tmp_path):
 
 def test_scenario_error_is_a_value_error():
     assert issubclass(ScenarioError, ValueError)
+
+
+# ---- a scenario file extends another: [meta] base ------------------------------------------
+
+
+def _file(folder, name: str, text: str):
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_base_by_name_starts_from_that_scenario_and_applies_the_files_values(tmp_path):
+    from sim import scenarios
+
+    path = _file(
+        tmp_path,
+        "mine.toml",
+        '[meta]\nbase = "paper"\nname = "mine"\n\n'
+        "[signal]\ncredibility = 0.5\n"
+        "credential_weight = { course = 1.0, guided_project = 1.0, specialization = 1.0, "
+        "professional_certificate = 1.0 }\n",
+    )
+    scn = Scenario.from_toml(path)
+    paper = scenarios.load("paper")
+    expected = paper.with_overrides(
+        {
+            "meta.name": "mine",
+            "meta.description": "",
+            "signal.credibility": 0.5,
+            "signal.credential_weight": dict.fromkeys(CREDENTIAL_TYPES, 1.0),
+        }
+    )
+    assert scn == expected
+    assert (
+        scn.sharing.nudge_strength == paper.sharing.nudge_strength != DEFAULT.sharing.nudge_strength
+    )
+
+
+def test_meta_is_the_files_own_and_the_resolved_scenario_has_no_base(tmp_path):
+    path = _file(tmp_path, "x.toml", '[meta]\nbase = "small"\n')
+    scn = Scenario.from_toml(path)
+    assert (scn.meta.name, scn.meta.description) == ("unnamed", "")  # not small's
+    assert scn.population.n_learners == 20_000
+    text = scn.to_toml()
+    assert "base" not in tomllib.loads(text)["meta"]
+    data = tomllib.loads(text)
+    assert {f"{s}.{k}" for s, body in data.items() for k in body} == set(ALL_KEYS)
+    assert Scenario.from_toml_text(text) == scn
+
+
+def test_base_path_is_relative_to_the_file_and_bases_chain(tmp_path):
+    _file(tmp_path, "shared/root.toml", "[market]\nhiring_bar = 1.5\n[signal]\ncredibility = 0.3\n")
+    _file(tmp_path, "shared/mid.toml", '[meta]\nbase = "root.toml"\n[signal]\ncredibility = 0.4\n')
+    leaf = _file(tmp_path, "a/b/leaf.toml", '[meta]\nbase = "../../shared/mid.toml"\n')
+    scn = Scenario.from_toml(leaf)
+    assert (scn.market.hiring_bar, scn.signal.credibility) == (1.5, 0.4)
+    # the same text elsewhere: a relative base is taken from `folder`, else the cwd
+    text = leaf.read_text(encoding="utf-8")
+    assert Scenario.from_toml_text(text, folder=leaf.parent) == scn
+    with pytest.raises(ScenarioError, match=r"nowhere: key .meta\.base.: no such scenario"):
+        Scenario.from_toml_text(text, source="nowhere")
+
+
+def test_a_base_name_is_looked_up_next_to_the_file_first(tmp_path):
+    _file(tmp_path, "small.toml", "[population]\nn_learners = 4321\n")
+    child = _file(tmp_path, "child.toml", '[meta]\nbase = "small"\n')
+    assert Scenario.from_toml(child).population.n_learners == 4321
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"a.toml": '[meta]\nbase = "a"\n'},
+        {"a.toml": '[meta]\nbase = "b.toml"\n', "b.toml": '[meta]\nbase = "a"\n'},
+        {
+            "a.toml": '[meta]\nbase = "b"\n',
+            "b.toml": '[meta]\nbase = "sub/../c.toml"\n',
+            "c.toml": '[meta]\nbase = "a.toml"\n',
+        },
+    ],
+    ids=["self", "two", "three"],
+)
+def test_a_cycle_of_bases_is_an_error_naming_the_file_and_key(tmp_path, files):
+    (tmp_path / "sub").mkdir()
+    for name, text in files.items():
+        _file(tmp_path, name, text)
+    with pytest.raises(ScenarioError) as err:
+        Scenario.from_toml(tmp_path / "a.toml")
+    msg = str(err.value)
+    assert msg.startswith(f"{tmp_path / 'a.toml'}: key 'meta.base'"), msg
+    assert "cycle of bases" in msg
+
+
+def test_base_errors_name_the_file_and_the_key(tmp_path):
+    missing = _file(tmp_path, "m.toml", '[meta]\nbase = "no_such_scenario"\n')
+    with pytest.raises(ScenarioError) as err:
+        Scenario.from_toml(missing)
+    msg = str(err.value)
+    assert msg.startswith(f"{missing}: key 'meta.base': ") and "no_such_scenario" in msg
+    assert "known scenarios: " in msg and "paper" in msg
+
+    for value in ("3", "true", '""', '["paper"]'):
+        bad = _file(tmp_path, "t.toml", f"[meta]\nbase = {value}\n")
+        with pytest.raises(ScenarioError, match=r"key 'meta.base': expected the name or path"):
+            Scenario.from_toml(bad)
+
+    # an invalid base: named, inside the error of the file that uses it
+    _file(tmp_path, "broken.toml", "[signal]\ncredibility = 2.0\n")
+    child = _file(tmp_path, "c.toml", '[meta]\nbase = "broken"\n')
+    with pytest.raises(ScenarioError) as err:
+        Scenario.from_toml(child)
+    msg = str(err.value)
+    assert msg.startswith(f"{child}: key 'meta.base' = 'broken': in the base scenario: ")
+    assert f"{tmp_path / 'broken.toml'}: key 'signal.credibility'" in msg
+
+    # a bad value of the file itself names the file, not the base
+    child = _file(tmp_path, "d.toml", '[meta]\nbase = "paper"\n[signal]\ncredibilty = 0.5\n')
+    with pytest.raises(ScenarioError) as err:
+        Scenario.from_toml(child)
+    msg = str(err.value)
+    assert msg.startswith(f"{child}: unknown key 'signal.credibilty'")
+    assert "did you mean 'signal.credibility'" in msg
+
+    # a rule across files: this file's population and the base's treated share
+    child = _file(tmp_path, "e.toml", '[meta]\nbase = "small"\n[study]\ntreated_share = 0.999\n')
+    with pytest.raises(
+        ScenarioError, match=rf"^{re.escape(str(child))}: key 'study.treated_share'"
+    ):
+        Scenario.from_toml(child)

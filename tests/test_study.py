@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from sim import calibrate as cal
-from sim import reproduce
+from sim import reproduce, scenarios
 from sim.model import NO_WEEK
 from sim.params import Scenario, load_scenario
 from sim.study import (
@@ -75,11 +75,11 @@ def test_twins_mirror_the_assignment_on_the_same_population(twins):
 
 
 def test_true_effects_are_exactly_zero_without_a_nudge_or_a_channel():
-    scn = load_scenario(ROOT / "scenarios/no_nudge.toml").with_overrides(
+    scn = load_scenario("no_nudge").with_overrides(
         {"population.n_learners": 5_000})
     te = true_effects(run_twins(scn, 3).potential_outcomes())
     assert all(v == 0 for v in te.values()), te
-    scn = load_scenario(ROOT / "scenarios/no_channels.toml").with_overrides(
+    scn = load_scenario("no_channels").with_overrides(
         {"population.n_learners": 5_000})
     te = true_effects(run_twins(scn, 3).potential_outcomes())
     assert te["shared"] > 0
@@ -155,13 +155,13 @@ def test_calibration_cache_replays_evaluations(tmp_path, monkeypatch):
         return {m: data["market"]["vacancies_per_1000"] for m, _, _ in cal.moment_targets()}
 
     monkeypatch.setattr(cal, "_evaluate", fake)
-    c = cal.Calibration(_small(1_000), 1, tmp_path, workers=1, log=lambda _m: None,
+    c = cal.Calibration(_small(2_000), 1, tmp_path, workers=1, log=lambda _m: None,
                         n_seeds=2)
     pts = [{"market.vacancies_per_1000": 5.0}, {"market.vacancies_per_1000": 6.0}]
     first = c.evaluate_many(pts, None)
     assert calls == [5.0, 5.0, 6.0, 6.0]  # each point at each seed
     assert first[1]["new_job.itt"] == 6.0  # moments are averaged over the seeds
-    c2 = cal.Calibration(_small(1_000), 1, tmp_path, workers=1, log=lambda _m: None,
+    c2 = cal.Calibration(_small(2_000), 1, tmp_path, workers=1, log=lambda _m: None,
                          n_seeds=2)
     assert c2.evaluate_many(pts, None) == first
     assert len(calls) == 4  # nothing ran again
@@ -175,7 +175,7 @@ def test_logit_transform_round_trips():
     assert np.allclose(cal._from_z(z, cal.MARKET_PARAMS), x)
 
 
-PAPER = ROOT / "scenarios" / "paper.toml"
+PAPER = scenarios.PACKAGED / "paper.toml"
 
 
 def test_paper_scenario_is_the_calibration_output():
@@ -188,12 +188,14 @@ def test_paper_scenario_is_the_calibration_output():
     for key, value in prov["fitted"].items():
         section, name = key.split(".")
         assert getattr(getattr(scn, section), name) == pytest.approx(value, rel=1e-12)
-    base = load_scenario(ROOT / prov["base_scenario"])
+    # the calibration starts from the schema's defaults (the `uncalibrated` scenario) and
+    # moves exactly the fitted parameters
+    base = load_scenario("uncalibrated")
     changed = {
         f"{s}.{k}" for s, sec in scn.to_dict().items() if s != "meta"
         for k, v in sec.items() if base.to_dict()[s][k] != v
     }
-    assert changed <= set(prov["fitted"]), changed - set(prov["fitted"])
+    assert changed == set(prov["fitted"]), changed ^ set(prov["fitted"])
     assert {"objective", "seed", "commit", "targets", "simulated"} <= set(prov)
 
 
@@ -201,7 +203,7 @@ def test_twins_from_a_spawned_seed_share_their_random_numbers():
     """Twin worlds given one SeedSequence object must get the same streams (a spawned
     replication seed is such an object; ``SeedSequence.spawn`` would advance it)."""
     seed = np.random.SeedSequence(99).spawn(3)[2]
-    scn = load_scenario(ROOT / "scenarios/no_nudge.toml").with_overrides(
+    scn = load_scenario("no_nudge").with_overrides(
         {"population.n_learners": 4_000})
     tw = run_twins(scn, seed)
     assert seed.n_children_spawned == 0

@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 from conftest import assert_global_random_state_is, global_random_state
 
-from sim import cli, sweep
+from sim import cli, scenarios, sweep
 from sim.params import Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +159,8 @@ def test_grid_and_list_form_a_full_factorial_last_key_fastest() -> None:
         '"signal.credibility" = { grid = [0.1, 0.3, 3] }\n'
         '"visibility.enabled" = { values = [true, false] }\n'
         '"sharing.nudge_strength" = { values = [1, 2], relative = true }')
-    spec = sweep.parse_sweep(text)
+    # a base with the schema's round nudge (small's calibrated one has 16 digits)
+    spec = sweep.parse_sweep(text.replace('base = "small"', 'base = "uncalibrated"'))
     assert spec.keys == ("signal.credibility", "visibility.enabled", "sharing.nudge_strength")
     assert spec.n_points == 12 and spec.n_tasks == 24
     nudge = Scenario().sharing.nudge_strength
@@ -178,7 +179,7 @@ def test_sampled_designs_fill_the_ranges_and_follow_the_seed(method: str) -> Non
     text = TINY.replace(
         '"signal.credibility" = { values = [0.3, 0.9] }',
         '"signal.credibility" = { range = [0.2, 0.8] }\n'
-        '"population.n_learners" = { range = [1000, 3000] }\n'
+        '"population.n_learners" = { range = [1500, 3000] }\n'
         '"visibility.enabled" = { values = [true, false] }',
     ).replace('"population.n_learners" = 2000\n', "") + f'\n[sample]\nmethod = "{method}"\nn = 8\n'
     before = global_random_state()
@@ -188,7 +189,7 @@ def test_sampled_designs_fill_the_ranges_and_follow_the_seed(method: str) -> Non
     cred = np.array([p["signal.credibility"] for p in spec.points[:8]])
     learners = [p["population.n_learners"] for p in spec.points[:8]]
     assert ((cred >= 0.2) & (cred <= 0.8)).all()
-    assert all(isinstance(n, int) and 1000 <= n <= 3000 for n in learners)
+    assert all(isinstance(n, int) and 1500 <= n <= 3000 for n in learners)
     # the same 8 sampled points under each list value
     assert [p["signal.credibility"] for p in spec.points[8:]] == list(cred)
     # one point per stratum in each dimension (Sobol' in base 2, LHS by construction)
@@ -244,6 +245,14 @@ _BAD = {
                                 '[parameters]\n"study.treated_share" = { values = [0.5, 1.0] }'),
                                ["treated_share = 1.0", "twin = true"]),
     "not TOML": (("seed = 11", "seed = = 11"), ["not valid TOML"]),
+    # 2,000 learners: ~84 matched; 0.999 leaves ~0.1 in the control arm (point 1)
+    "nearly empty arm": (('"signal.credibility" = { values = [0.3, 0.9] }',
+                          '"study.treated_share" = { values = [0.5, 0.999] }'),
+                         ["point 1", "key 'study.treated_share'", "control arm",
+                          "allowed range for this population [0.3572, 0.6428] share"]),
+    "population too small for two arms": (("= 2000", "= 1000"),
+                                          ["[sweep.overrides]", "key 'study.treated_share'",
+                                           "0 or 1 only", "n_learners >= 1,429"]),
 }
 
 
@@ -290,7 +299,7 @@ def test_experiment_sweep_files_are_valid() -> None:
     }
     files = sorted(SWEEPS.glob("*.toml"))
     assert {p.stem for p in files} == set(expected)
-    have_paper = (ROOT / "scenarios" / "paper.toml").is_file()
+    have_paper = "paper" in scenarios.names()
     for path in files:
         text = path.read_text(encoding="utf-8")
         if not have_paper:

@@ -32,6 +32,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
+from sim import scenarios
 from sim.params import Scenario
 from sim.paths import PROJECT_ROOT
 
@@ -62,7 +63,7 @@ __all__ = [
 ]
 
 SWEEPS_DIR = PROJECT_ROOT / "experiments" / "sweeps"
-SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
+SCENARIOS_DIR = scenarios.PACKAGED  # where `credsim calibrate` writes paper.toml
 
 NUDGE = "sharing.nudge_strength"
 CREDIBILITY = "signal.credibility"
@@ -182,14 +183,14 @@ def calibrated_point(
 ) -> dict[str, Any]:
     """The calibrated nudge strength and credibility, and where they were read.
 
-    From ``scenarios/paper.toml`` when it exists (``credsim calibrate`` writes it), else
+    From ``sim/scenarios/paper.toml`` when it exists (``credsim calibrate`` writes it), else
     from the base scenario recorded with the sweep (``base.toml``).
     """
     paper = Path(scenarios_dir) / "paper.toml"
     scn, source = res.base, "the sweep's base scenario"
     if paper.is_file():
         try:
-            scn, source = Scenario.from_toml(paper), "scenarios/paper.toml"
+            scn, source = Scenario.from_toml(paper), "sim/scenarios/paper.toml"
         except Exception:  # being written, or invalid: the base is the next best
             pass
     return {

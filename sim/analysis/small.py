@@ -17,9 +17,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from sim import scenarios
 from sim.analysis.common import (
     PROJECT_ROOT,
-    SCENARIOS_DIR,
     SWEEPS_DIR,
     SweepResults,
     load_experiment,
@@ -60,14 +60,7 @@ def small_sweep(
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     sw = dict(data["sweep"])
     base = sw["base"]
-    if (
-        "/" not in base
-        and not base.endswith(".toml")
-        and not (
-            (SCENARIOS_DIR / f"{base}.toml").is_file()
-            or (Path.cwd() / "scenarios" / f"{base}.toml").is_file()
-        )
-    ):
+    if "/" not in base and not base.endswith(".toml") and base not in scenarios.names():
         base = "baseline"
     sw.update(
         name=f"{name}_small",
