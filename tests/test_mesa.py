@@ -37,7 +37,7 @@ def test_the_datacollector_is_the_weekly_series(small_run):
 
 
 def test_step_stops_at_the_collection_date():
-    model = CredentialMarket(small_scenario(1_000), rng=SEED)
+    model = CredentialMarket(small_scenario(2_000), rng=SEED)
     model.run()
     assert not model.running and model.week == model.params.calendar.n_weeks
     before = model.series()
@@ -47,9 +47,9 @@ def test_step_stops_at_the_collection_date():
 
 
 def test_agent_sets_hold_every_learner_and_employer():
-    model = CredentialMarket(small_scenario(1_000), rng=SEED)
+    model = CredentialMarket(small_scenario(2_000), rng=SEED)
     assert isinstance(model.learners, AbstractAgentSet)
-    assert len(model.learners) == 1_000
+    assert len(model.learners) == 2_000
     assert len(model.employers) == len(model.market.employers)
     shared = model.learners.select(lambda a: a.shared)
     assert len(shared) == int(model.state.shared.sum())
@@ -58,9 +58,9 @@ def test_agent_sets_hold_every_learner_and_employer():
 
 
 def test_dotted_keyword_overrides_set_scenario_values():
-    model = CredentialMarket(small_scenario(1_000), rng=1, **{"signal.credibility": 0.25})
+    model = CredentialMarket(small_scenario(2_000), rng=1, **{"signal.credibility": 0.25})
     assert model.params.signal.credibility == 0.25
-    assert model.params.population.n_learners == 1_000
+    assert model.params.population.n_learners == 2_000
 
 
 def test_mesa_batch_run_over_scenario_parameters(start_method):

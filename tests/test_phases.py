@@ -172,10 +172,10 @@ def test_feed_views_come_from_neighbours_of_new_sharers():
             "visibility.unshared_view_rate": 0.0,
             "visibility.employer_look_prob": 1.0,
         },
-        n=200,
+        n=2_000,
     )
-    g = _nx_graph(200, 1)
-    g.add_edges_from([(0, 1), (0, 2), (0, 3), (5, 6), (0, 200)])  # 200: the employer
+    g = _nx_graph(2_000, 1)
+    g.add_edges_from([(0, 1), (0, 2), (0, 3), (5, 6), (0, 2_000)])  # 2000: the employer
     graph = ProfessionalGraph.from_networkx(g)
     seen = dyn.visibility(scn, 60, pop, st, graph, np.array([0]), np.random.default_rng(0))
     assert seen.views[0] == 3 + 1  # three learner neighbours and the employer
