@@ -29,6 +29,7 @@ Duplicate links and self-loops are dropped. All draws come from the generator pa
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import networkx as nx
@@ -135,30 +136,44 @@ def _sorted(nodes: list) -> list:
         return nodes
 
 
+def _pack(rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Links as int64 keys ``row << 32 | col``: sorting keys sorts by row, then column."""
+    key = np.left_shift(rows, 32, out=out, dtype=np.int64)
+    key |= cols
+    return key
+
+
 def _csr(n_rows: int, n_cols: int, src: np.ndarray, dst: np.ndarray):
     """Row-sorted, duplicate-free CSR arrays of the links ``src -> dst``."""
-    key = np.left_shift(src, 32, dtype=np.int64)
-    key |= dst
-    return _csr_from_keys(n_rows, key)
+    return _csr_from_keys(n_rows, _pack(src, dst))
 
 
-def _csr_from_keys(n_rows: int, key: np.ndarray):
-    """CSR arrays of the links packed as ``row << 32 | col`` (``key`` is sorted in place).
+def _csr_from_keys(n_rows: int, key: np.ndarray, drop_loops: bool = False):
+    """CSR arrays of the links packed by :func:`_pack` (``key`` is overwritten).
 
-    One sort of the packed keys orders the links by row, then column; dropping repeats
-    leaves exactly the entries of scipy's canonical CSR format (sorted, no duplicates).
+    One sort orders the links by row, then column; keeping the first of each run of equal
+    keys (and, with ``drop_loops``, no ``row == col``) leaves exactly the entries of
+    scipy's canonical CSR format: sorted, no duplicates. Only masks are made, no copy of
+    the keys: at 10M links every copy is 80 MB.
     """
     key.sort()
-    if len(key) > 1:
-        fresh = np.empty(len(key), dtype=bool)
-        fresh[0] = True
-        np.not_equal(key[1:], key[:-1], out=fresh[1:])
-        if not fresh.all():
-            key = key[fresh]
-    indices = (key & 0xFFFFFFFF).astype(np.int32)
-    key >>= 32  # the rows
+    words = key.view(np.uint32)  # (low, high) 32-bit halves of each key
+    cols, rows = (
+        (words[0::2], words[1::2]) if sys.byteorder == "little" else (words[1::2], words[0::2])
+    )
+    keep = np.empty(len(key), dtype=bool)
+    keep[:1] = True
+    np.not_equal(key[1:], key[:-1], out=keep[1:])
+    if drop_loops:
+        keep &= cols != rows
+    indices = cols[keep].view(np.int32)  # ids < 2**31: the same numbers
+    key >>= 32  # now the rows
+    counts = np.bincount(key, minlength=n_rows)
+    dropped = key[~keep]
+    if len(dropped):
+        counts -= np.bincount(dropped, minlength=n_rows)
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(key, minlength=n_rows), out=indptr[1:])
+    np.cumsum(counts, out=indptr[1:])
     return indptr, indices
 
 
@@ -166,19 +181,14 @@ def _assemble(n: int, m: int, a: np.ndarray, b: np.ndarray, li: np.ndarray, ej: 
     """Drop self-loops, symmetrise, deduplicate and pack links into a ProfessionalGraph."""
     if max(n, m) >= 1 << 31:
         raise ValueError(f"graph too large for int32 node ids: {n} learners, {m} employers")
-    keep = a != b
-    if not keep.all():
-        a, b = a[keep], b[keep]
     k = len(a)
     key = np.empty(2 * k, dtype=np.int64)  # both directions of every link
-    np.left_shift(a, 32, out=key[:k], dtype=np.int64)
-    key[:k] |= b
-    np.left_shift(b, 32, out=key[k:], dtype=np.int64)
-    key[k:] |= a
-    ll_indptr, ll_indices = _csr_from_keys(n, key)
+    _pack(a, b, out=key[:k])
+    _pack(b, a, out=key[k:])
+    ll_indptr, ll_indices = _csr_from_keys(n, key, drop_loops=True)
     del key
     le_indptr, le_indices = _csr(n, m, li, ej)
-    src = np.repeat(np.arange(n, dtype=np.int64), np.diff(le_indptr))
+    src = np.repeat(np.arange(n, dtype=np.int32), np.diff(le_indptr))
     el_indptr, el_indices = _csr(m, n, le_indices, src)
     return ProfessionalGraph(
         n, m, ll_indptr, ll_indices, le_indptr, le_indices, el_indptr, el_indices
@@ -255,16 +265,25 @@ class _BlockSampler:
 
     def draw(self, blocks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One node from each block in ``blocks`` (with a single block, only its length
-        matters)."""
+        matters). The search runs in chunks whose temporaries stay in the cache."""
         u = rng.random(len(blocks))
-        # u = lo[b] + r * (hi[b] - lo[b]), operation for operation (same floats as ever).
-        if len(self.lo) == 1:
-            u *= self._width[0]
-            u += self.lo[0]
-        else:
-            u *= np.take(self._width, blocks)
-            u += np.take(self.lo, blocks)
-        return np.take(self._order_pad, self.search(u))
+        out = np.empty(len(blocks), dtype=np.int32)
+        for i in range(0, len(u), _CHUNK):
+            uc = u[i : i + _CHUNK]
+            # u = lo[b] + r * (hi[b] - lo[b]), operation for operation (same floats).
+            if len(self.lo) == 1:
+                uc *= self._width[0]
+                uc += self.lo[0]
+            else:
+                bc = blocks[i : i + _CHUNK]
+                uc *= np.take(self._width, bc)
+                uc += np.take(self.lo, bc)
+            np.take(self._order_pad, self.search(uc), out=out[i : i + _CHUNK])
+        return out
+
+
+#: Draws searched at a time: 64k draws' temporaries (~0.5 MB an array) fit the cache.
+_CHUNK = 1 << 16
 
 
 def build_graph(
@@ -273,12 +292,14 @@ def build_graph(
     """The default professional graph (see the module docstring)."""
     g = scenario.graph
     n, m = len(learners), len(employers)
+    if max(n, m) >= 1 << 31:
+        raise ValueError(f"graph too large for int32 node ids: {n} learners, {m} employers")
     a = g.degree_exponent
     weight = (1.0 - rng.random(n)) ** (-1.0 / (a - 1.0)) * np.sqrt(learners.activity)
     cutoff = np.sqrt(n * max(g.mean_degree, 1.0)) / (g.mean_degree / 2.0) * weight.mean()
     weight = np.minimum(weight, cutoff)
     stubs = rng.poisson(weight * (g.mean_degree / 2.0) / weight.mean())
-    src = np.repeat(np.arange(n, dtype=np.int64), stubs)
+    src = np.repeat(np.arange(n, dtype=np.int32), stubs)
     k = len(src)
     same_dom = rng.random(k) < g.domain_homophily
     same_cty = rng.random(k) < g.country_homophily
@@ -286,19 +307,27 @@ def build_graph(
     dom, cty = learners.domain.astype(np.int64), learners.developing.astype(np.int64)
     # Four kinds of block: a cell (domain x country group), a domain, a country group and
     # the whole population; each link's kind is drawn above, its block is its source's.
+    # Kinds are drawn in this order; a sampler lives only as long as it is needed.
     cell = dom * 2 + cty
     src_cell = np.repeat(cell.astype(np.int8), stubs)
     dom_sampler = _BlockSampler(weight, dom, nd)
-    dst = np.empty(k, dtype=np.int64)
-    for mask, sampler, block_of in (
-        (same_dom & same_cty, _BlockSampler(weight, cell, 2 * nd), lambda c: c),
-        (same_dom & ~same_cty, dom_sampler, lambda c: c >> 1),
-        (~same_dom & same_cty, _BlockSampler(weight, cty, 2), lambda c: c & 1),
-        (~same_dom & ~same_cty, _BlockSampler(weight, np.zeros(n, np.int64), 1), None),
-    ):
-        idx = np.flatnonzero(mask)
-        blocks = block_of(src_cell[idx]) if block_of else idx  # one block: any array
+    dst = np.empty(k, dtype=np.int32)
+    for kind in ("cell", "dom", "cty", "all"):
+        if kind == "cell":
+            idx = np.flatnonzero(same_dom & same_cty)
+            sampler, blocks = _BlockSampler(weight, cell, 2 * nd), src_cell[idx]
+        elif kind == "dom":
+            idx = np.flatnonzero(same_dom & ~same_cty)
+            sampler, blocks = dom_sampler, src_cell[idx] >> 1
+        elif kind == "cty":
+            idx = np.flatnonzero(~same_dom & same_cty)
+            sampler, blocks = _BlockSampler(weight, cty, 2), src_cell[idx] & 1
+        else:
+            idx = np.flatnonzero(~same_dom & ~same_cty)
+            sampler, blocks = _BlockSampler(weight, np.zeros(n, np.int64), 1), idx
         dst[idx] = sampler.draw(blocks, rng)
+        del sampler, blocks, idx
+    del same_dom, same_cty, src_cell
 
     # Employers follow learners of their own domain.
     n_dom = np.bincount(dom, minlength=nd)
@@ -307,6 +336,7 @@ def build_graph(
     e_links = rng.poisson(
         g.employer_links_per_learner * n_dom[e_dom] * employers.size / size_dom[e_dom]
     )
-    e_src = np.repeat(np.arange(m, dtype=np.int64), e_links)
+    e_src = np.repeat(np.arange(m, dtype=np.int32), e_links)
     e_dst = dom_sampler.draw(employers.domain[e_src], rng)
+    del dom_sampler
     return _assemble(n, m, src, dst, e_dst, e_src)
