@@ -29,11 +29,11 @@ Duplicate links and self-loops are dropped. All draws come from the generator pa
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
-from scipy import sparse
 
 from sim.params import DOMAINS, Scenario
 from sim.population import Employers, Learners
@@ -124,8 +124,9 @@ class ProfessionalGraph:
                 le.append((lid[v], eid[u]))
         ll_a = np.array(ll, dtype=np.int64).reshape(-1, 2)
         le_a = np.array(le, dtype=np.int64).reshape(-1, 2)
-        return _assemble(len(learners), len(employers), ll_a[:, 0], ll_a[:, 1],
-                         le_a[:, 0], le_a[:, 1])
+        return _assemble(
+            len(learners), len(employers), ll_a[:, 0], ll_a[:, 1], le_a[:, 0], le_a[:, 1]
+        )
 
 
 def _sorted(nodes: list) -> list:
@@ -135,47 +136,154 @@ def _sorted(nodes: list) -> list:
         return nodes
 
 
-def _csr(n_rows: int, n_cols: int, src: np.ndarray, dst: np.ndarray):
-    """Row-sorted, duplicate-free CSR arrays of the links ``src -> dst``.
+def _pack(rows: np.ndarray, cols: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Links as int64 keys ``row << 32 | col``: sorting keys sorts by row, then column."""
+    key = np.left_shift(rows, 32, out=out, dtype=np.int64)
+    key |= cols
+    return key
 
-    scipy's COO-to-CSR conversion is a counting sort, linear in the number of links.
+
+def _csr(n_rows: int, n_cols: int, src: np.ndarray, dst: np.ndarray):
+    """Row-sorted, duplicate-free CSR arrays of the links ``src -> dst``."""
+    return _csr_from_keys(n_rows, _pack(src, dst))
+
+
+def _csr_from_keys(n_rows: int, key: np.ndarray, drop_loops: bool = False):
+    """CSR arrays of the links packed by :func:`_pack` (``key`` is overwritten).
+
+    One sort orders the links by row, then column; keeping the first of each run of equal
+    keys (and, with ``drop_loops``, no ``row == col``) leaves exactly the entries of
+    scipy's canonical CSR format: sorted, no duplicates. Only masks are made, no copy of
+    the keys: at 10M links every copy is 80 MB.
     """
-    mat = sparse.csr_matrix(
-        (np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n_rows, n_cols)
+    key.sort()
+    words = key.view(np.uint32)  # (low, high) 32-bit halves of each key
+    cols, rows = (
+        (words[0::2], words[1::2]) if sys.byteorder == "little" else (words[1::2], words[0::2])
     )
-    mat.sum_duplicates()
-    return mat.indptr.astype(np.int64), mat.indices.astype(np.int32)
+    keep = np.empty(len(key), dtype=bool)
+    keep[:1] = True
+    np.not_equal(key[1:], key[:-1], out=keep[1:])
+    if drop_loops:
+        keep &= cols != rows
+    indices = cols[keep].view(np.int32)  # ids < 2**31: the same numbers
+    key >>= 32  # now the rows
+    counts = np.bincount(key, minlength=n_rows)
+    dropped = key[~keep]
+    if len(dropped):
+        counts -= np.bincount(dropped, minlength=n_rows)
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return indptr, indices
 
 
 def _assemble(n: int, m: int, a: np.ndarray, b: np.ndarray, li: np.ndarray, ej: np.ndarray):
     """Drop self-loops, symmetrise, deduplicate and pack links into a ProfessionalGraph."""
-    keep = a != b
-    a, b = a[keep], b[keep]
-    ll_indptr, ll_indices = _csr(n, n, np.r_[a, b], np.r_[b, a])
+    if max(n, m) >= 1 << 31:
+        raise ValueError(f"graph too large for int32 node ids: {n} learners, {m} employers")
+    k = len(a)
+    key = np.empty(2 * k, dtype=np.int64)  # both directions of every link
+    _pack(a, b, out=key[:k])
+    _pack(b, a, out=key[k:])
+    ll_indptr, ll_indices = _csr_from_keys(n, key, drop_loops=True)
+    del key
     le_indptr, le_indices = _csr(n, m, li, ej)
-    src = np.repeat(np.arange(n), np.diff(le_indptr))
+    src = np.repeat(np.arange(n, dtype=np.int32), np.diff(le_indptr))
     el_indptr, el_indices = _csr(m, n, le_indices, src)
-    return ProfessionalGraph(n, m, ll_indptr, ll_indices, le_indptr, le_indices,
-                             el_indptr, el_indices)
+    return ProfessionalGraph(
+        n, m, ll_indptr, ll_indices, le_indptr, le_indices, el_indptr, el_indices
+    )
 
 
 class _BlockSampler:
-    """Draw nodes with probability proportional to weight within contiguous blocks."""
+    """Draw nodes with probability proportional to weight within contiguous blocks.
+
+    Nodes are ordered by block; a draw in block ``b`` is a uniform number ``u`` in the
+    block's stretch ``[lo_b, hi_b)`` of the cumulative weights ``cum``, and the node drawn
+    is the first whose ``cum`` exceeds ``u`` (``searchsorted(cum, u, "right")``).
+
+    The search uses a guide table instead of a binary search over all nodes: values are
+    cut into ``BUCKETS_PER_NODE * n`` equal-width buckets by the monotone map
+    ``q(x) = min(floor(x * scale), q_max)``. Every node of a lower bucket than ``q(u)``
+    has ``cum <= u`` and every node of a higher bucket ``cum > u``, so the answer lies in
+    ``u``'s own bucket (a handful of nodes) and a branch-free binary search of a few steps
+    finds it. The result is exactly ``searchsorted``'s, at a fraction of the cache misses.
+    """
+
+    BUCKETS_PER_NODE = 2
 
     def __init__(self, weight: np.ndarray, block: np.ndarray, n_blocks: int):
-        self.order = np.argsort(block, kind="stable")
-        self.cum = np.cumsum(weight[self.order])
+        n = len(weight)
+        # Blocks are few: a 16-bit key makes the stable sort a radix sort.
+        key = block.astype(np.uint16) if n_blocks <= 1 << 16 else block
+        order = np.argsort(key, kind="stable")
+        # A search can answer n (u at the very top): that maps to the last node.
+        self._order_pad = np.concatenate([order, order[-1:]])
+        self.order = self._order_pad[:n]
+        cum = np.cumsum(weight[order])
         counts = np.bincount(block, minlength=n_blocks)
         ends = np.cumsum(counts)
         starts = ends - counts
-        self.lo = np.where(starts > 0, self.cum[np.maximum(starts - 1, 0)], 0.0)
-        self.hi = np.where(ends > 0, self.cum[np.maximum(ends - 1, 0)], 0.0)
+        self.lo = np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0.0)
+        self.hi = np.where(ends > 0, cum[np.maximum(ends - 1, 0)], 0.0)
+        self._width = self.hi - self.lo
         self.counts = counts
 
+        # The guide table: the first node of each bucket.
+        total = float(cum[-1]) if n else 0.0
+        n_buckets = self.BUCKETS_PER_NODE * n
+        self._scale = n_buckets / total if 0 < total < np.inf else 0.0
+        self._q_max = n_buckets + 1  # q(u) for u up to the total, with room for rounding
+        per_bucket = np.bincount(self._bucket(cum), minlength=self._q_max + 1)
+        self._first = np.zeros(self._q_max + 2, dtype=np.intp)
+        np.cumsum(per_bucket, out=self._first[1:])
+        # Search span: a power of two above the largest bucket; +inf past the last node.
+        self._span = 1 << int(per_bucket.max(initial=0)).bit_length()
+        self._cum_pad = np.concatenate([cum, np.full(self._span, np.inf)])
+        self.cum = self._cum_pad[:n]
+
+    def _bucket(self, x: np.ndarray) -> np.ndarray:
+        t = np.multiply(x, self._scale)  # x >= 0, so truncation is floor
+        np.minimum(t, self._q_max, out=t)
+        return t.astype(np.intp)
+
+    def search(self, u: np.ndarray) -> np.ndarray:
+        """``np.searchsorted(self.cum, u, side="right")`` for ``u >= 0``."""
+        pos = np.take(self._first, self._bucket(u))
+        probe = np.empty_like(pos)
+        below = np.empty(len(u), dtype=bool)
+        vals = np.empty(len(u), dtype=np.float64)
+        step = self._span >> 1
+        while step:
+            # Here cum[:pos] <= u and the answer is < pos + 2 * step.
+            np.add(pos, step - 1, out=probe)
+            np.take(self._cum_pad, probe, out=vals)
+            np.less_equal(vals, u, out=below)
+            pos += below * step if step > 1 else below
+            step >>= 1
+        return pos
+
     def draw(self, blocks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        u = self.lo[blocks] + rng.random(len(blocks)) * (self.hi[blocks] - self.lo[blocks])
-        pos = np.searchsorted(self.cum, u, side="right")
-        return self.order[np.minimum(pos, len(self.order) - 1)]
+        """One node from each block in ``blocks`` (with a single block, only its length
+        matters). The search runs in chunks whose temporaries stay in the cache."""
+        u = rng.random(len(blocks))
+        out = np.empty(len(blocks), dtype=np.int32)
+        for i in range(0, len(u), _CHUNK):
+            uc = u[i : i + _CHUNK]
+            # u = lo[b] + r * (hi[b] - lo[b]), operation for operation (same floats).
+            if len(self.lo) == 1:
+                uc *= self._width[0]
+                uc += self.lo[0]
+            else:
+                bc = blocks[i : i + _CHUNK]
+                uc *= np.take(self._width, bc)
+                uc += np.take(self.lo, bc)
+            np.take(self._order_pad, self.search(uc), out=out[i : i + _CHUNK])
+        return out
+
+
+#: Draws searched at a time: 64k draws' temporaries (~0.5 MB an array) fit the cache.
+_CHUNK = 1 << 16
 
 
 def build_graph(
@@ -184,35 +292,42 @@ def build_graph(
     """The default professional graph (see the module docstring)."""
     g = scenario.graph
     n, m = len(learners), len(employers)
+    if max(n, m) >= 1 << 31:
+        raise ValueError(f"graph too large for int32 node ids: {n} learners, {m} employers")
     a = g.degree_exponent
     weight = (1.0 - rng.random(n)) ** (-1.0 / (a - 1.0)) * np.sqrt(learners.activity)
     cutoff = np.sqrt(n * max(g.mean_degree, 1.0)) / (g.mean_degree / 2.0) * weight.mean()
     weight = np.minimum(weight, cutoff)
     stubs = rng.poisson(weight * (g.mean_degree / 2.0) / weight.mean())
-    src = np.repeat(np.arange(n, dtype=np.int64), stubs)
+    src = np.repeat(np.arange(n, dtype=np.int32), stubs)
     k = len(src)
     same_dom = rng.random(k) < g.domain_homophily
     same_cty = rng.random(k) < g.country_homophily
     nd = len(DOMAINS)
     dom, cty = learners.domain.astype(np.int64), learners.developing.astype(np.int64)
-    # Four kinds of block: the whole population, a domain, a country group, a cell.
+    # Four kinds of block: a cell (domain x country group), a domain, a country group and
+    # the whole population; each link's kind is drawn above, its block is its source's.
+    # Kinds are drawn in this order; a sampler lives only as long as it is needed.
     cell = dom * 2 + cty
-    samplers = {
-        "cell": _BlockSampler(weight, cell, 2 * nd),
-        "dom": _BlockSampler(weight, dom, nd),
-        "cty": _BlockSampler(weight, cty, 2),
-        "all": _BlockSampler(weight, np.zeros(n, dtype=np.int64), 1),
-    }
-    dst = np.empty(k, dtype=np.int64)
-    for name, mask in (
-        ("cell", same_dom & same_cty),
-        ("dom", same_dom & ~same_cty),
-        ("cty", ~same_dom & same_cty),
-        ("all", ~same_dom & ~same_cty),
-    ):
-        block = {"cell": cell, "dom": dom, "cty": cty, "all": np.zeros(n, np.int64)}[name]
-        idx = np.flatnonzero(mask)
-        dst[idx] = samplers[name].draw(block[src[idx]], rng)
+    src_cell = np.repeat(cell.astype(np.int8), stubs)
+    dom_sampler = _BlockSampler(weight, dom, nd)
+    dst = np.empty(k, dtype=np.int32)
+    for kind in ("cell", "dom", "cty", "all"):
+        if kind == "cell":
+            idx = np.flatnonzero(same_dom & same_cty)
+            sampler, blocks = _BlockSampler(weight, cell, 2 * nd), src_cell[idx]
+        elif kind == "dom":
+            idx = np.flatnonzero(same_dom & ~same_cty)
+            sampler, blocks = dom_sampler, src_cell[idx] >> 1
+        elif kind == "cty":
+            idx = np.flatnonzero(~same_dom & same_cty)
+            sampler, blocks = _BlockSampler(weight, cty, 2), src_cell[idx] & 1
+        else:
+            idx = np.flatnonzero(~same_dom & ~same_cty)
+            sampler, blocks = _BlockSampler(weight, np.zeros(n, np.int64), 1), idx
+        dst[idx] = sampler.draw(blocks, rng)
+        del sampler, blocks, idx
+    del same_dom, same_cty, src_cell
 
     # Employers follow learners of their own domain.
     n_dom = np.bincount(dom, minlength=nd)
@@ -221,6 +336,7 @@ def build_graph(
     e_links = rng.poisson(
         g.employer_links_per_learner * n_dom[e_dom] * employers.size / size_dom[e_dom]
     )
-    e_src = np.repeat(np.arange(m, dtype=np.int64), e_links)
-    e_dst = samplers["dom"].draw(employers.domain[e_src].astype(np.int64), rng)
+    e_src = np.repeat(np.arange(m, dtype=np.int32), e_links)
+    e_dst = dom_sampler.draw(employers.domain[e_src], rng)
+    del dom_sampler
     return _assemble(n, m, src, dst, e_dst, e_src)

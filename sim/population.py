@@ -104,7 +104,13 @@ def _categorical(rng: np.random.Generator, p: np.ndarray, n: int) -> np.ndarray:
     """``n`` draws of category indices with probabilities ``p`` (inverse CDF)."""
     cdf = np.cumsum(p)
     cdf /= cdf[-1]
-    return np.searchsorted(cdf, rng.random(n), side="right").astype(np.int8)
+    # searchsorted(cdf, u, side="right") is the number of cdf entries <= u; with a
+    # handful of categories, counting them is faster than a search per draw.
+    u = rng.random(n)
+    out = np.zeros(n, dtype=np.int8)
+    for c in cdf:
+        out += u >= c
+    return out
 
 
 def _split(pop: dict[str, float], matched: dict[str, float], names, m: float):
@@ -135,8 +141,9 @@ def draw_learners(scenario: Scenario, rng: np.random.Generator) -> Learners:
 
     domain = by_group(pop.domain_shares, pop.matched_domain_shares, DOMAINS)
     education = by_group(pop.education_shares, pop.matched_education_shares, EDUCATION_LEVELS)
-    p_dev_u = np.clip((pop.developing_share - m_eff * pop.matched_developing_share)
-                      / max(1 - m_eff, 1e-12), 0, 1)
+    p_dev_u = np.clip(
+        (pop.developing_share - m_eff * pop.matched_developing_share) / max(1 - m_eff, 1e-12), 0, 1
+    )
     developing = rng.random(n) < np.where(matched, pop.matched_developing_share, p_dev_u)
     college = _COLLEGE[education]
 
@@ -178,8 +185,9 @@ def draw_learners(scenario: Scenario, rng: np.random.Generator) -> Learners:
     noise = rng.standard_normal(n) / np.sqrt(np.maximum(signal_precision, 1e-12))
     signal = skill + np.where(signal_precision > 0, noise, 0.0)
 
-    employed0 = rng.random(n) < expit(logit(np.clip(pop.employed_share, 1e-6, 1 - 1e-6))
-                                      + (prior_mean - prior_mean.mean()))
+    employed0 = rng.random(n) < expit(
+        logit(np.clip(pop.employed_share, 1e-6, 1 - 1e-6)) + (prior_mean - prior_mean.mean())
+    )
 
     grant_week = np.array([cal.batch_week(b) for b in range(cal.n_batches)], dtype=np.int16)
     f32 = np.float32
@@ -230,7 +238,7 @@ def stratified_assignment(
     n = len(groups)
     key = rng.random(n)
     extra = rng.random(n)
-    order = np.lexsort((key, groups))
+    order = _lexsort2(key, groups)
     g_sorted = groups[order]
     starts = np.r_[0, np.flatnonzero(np.diff(g_sorted)) + 1]
     sizes = np.diff(np.r_[starts, n])
@@ -240,3 +248,20 @@ def stratified_assignment(
     treated = np.empty(n, dtype=bool)
     treated[order] = rank < np.repeat(k, sizes)
     return treated
+
+
+def _lexsort2(key: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``np.lexsort((key, groups))``: by group, then key, then position; faster.
+
+    Sort by key first (a quicksort; ties are broken by position, which only a stable
+    sort guarantees, so with ties it sorts again stably), then stably by group: with a
+    16-bit group key the second sort is a radix sort.
+    """
+    order = np.argsort(key)
+    k = key[order]
+    if len(k) > 1 and (k[1:] == k[:-1]).any():
+        order = np.argsort(key, kind="stable")
+    g = groups[order]
+    if len(g) and 0 <= g.min() and g.max() < 1 << 16:
+        g = g.astype(np.uint16)
+    return order[np.argsort(g, kind="stable")]

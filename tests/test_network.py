@@ -3,14 +3,18 @@ networkx interface, and user-supplied graphs in the model."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import fields
+
 import networkx as nx
 import numpy as np
 import pytest
 from conftest import assert_global_random_state_is, global_random_state, small_scenario
+from scipy import sparse
 
 from sim.model import CredentialMarket, Streams
-from sim.network import ProfessionalGraph, build_graph
-from sim.population import draw_employers, draw_learners
+from sim.network import ProfessionalGraph, _assemble, _BlockSampler, build_graph
+from sim.population import Employers, Learners, draw_employers, draw_learners
 
 ARRAYS = ("ll_indptr", "ll_indices", "le_indptr", "le_indices", "el_indptr", "el_indices")
 
@@ -213,3 +217,109 @@ def test_build_graph_leaves_global_random_state_alone():
     _build(3_000, seed=5)
     ProfessionalGraph.from_networkx(_user_graph(300, 2, seed=5))
     assert_global_random_state_is(before)
+
+
+# ---- the fast generator gives exactly what the plain one gave ----------------------------
+
+
+def _pinned_inputs():
+    """Learners, employers and graph parameters fixed here, independent of the defaults."""
+    n, m = 3_000, 12
+    rng = np.random.default_rng(2024)
+    scn = small_scenario(
+        n,
+        {
+            "graph.mean_degree": 12.0,
+            "graph.degree_exponent": 2.5,
+            "graph.domain_homophily": 0.6,
+            "graph.country_homophily": 0.7,
+            "graph.employer_links_per_learner": 2.0,
+        },
+    )
+    learners = Learners(**{f.name: np.zeros(n) for f in fields(Learners)})
+    learners.domain = rng.integers(0, 4, n).astype(np.int8)
+    learners.developing = rng.random(n) < 0.9
+    learners.activity = (rng.random(n) * 2).astype(np.float32)
+    employers = Employers(domain=np.arange(m, dtype=np.int8) % 4, size=rng.random(m) * 2)
+    return scn, learners, employers
+
+
+def test_default_graph_at_a_fixed_seed_is_unchanged():
+    """A digest of every array, as the generator gave it before it was made fast (scipy's
+    COO->CSR, a searchsorted per draw). A change of the model, or of the order in which it
+    consumes its random stream, changes this on purpose; a speed-up must not."""
+    scn, learners, employers = _pinned_inputs()
+    g = build_graph(scn, learners, employers, np.random.default_rng(7))
+    digest = hashlib.sha256()
+    for f in ARRAYS:
+        digest.update(np.ascontiguousarray(getattr(g, f)).tobytes())
+    assert (g.n_learner_links, g.n_employer_links) == (16_833, 3_103)
+    assert digest.hexdigest() == (
+        "a4aea5d3ed57c6586eb61d0314f025054c0309f2c9ac3480f26e672d01d7a330"
+    )
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        "pareto",  # heavy tail: a few nodes span many buckets
+        "tiny",  # most weight on a few nodes: many nodes share a bucket
+        "zeros",  # zero weights: ties in the cumulative weights
+        "one",
+    ],
+)
+def test_partner_search_is_exactly_searchsorted(weights):
+    rng = np.random.default_rng(3)
+    n = 1 if weights == "one" else 4_000
+    w = {
+        "pareto": lambda: rng.pareto(1.5, n) + 1.0,
+        "tiny": lambda: np.where(rng.random(n) < 0.01, 1e6, 1e-9 * rng.random(n)),
+        "zeros": lambda: np.where(rng.random(n) < 0.3, 0.0, rng.random(n)),
+        "one": lambda: np.ones(n),
+    }[weights]()
+    block = rng.integers(0, 3, n)
+    s = _BlockSampler(w, block, 3)
+    cum = s.cum
+    u = np.concatenate(
+        [
+            rng.random(50_000) * cum[-1],
+            cum,  # exact hits
+            np.nextafter(cum, 0),
+            np.nextafter(cum, np.inf),
+            s.lo,
+            s.hi,
+            [0.0, cum[-1]],
+        ]
+    )
+    np.testing.assert_array_equal(s.search(u), np.searchsorted(cum, u, side="right"))
+    blocks = rng.integers(0, 3, 1_000)
+    drawn = s.draw(blocks, np.random.default_rng(1))
+    assert ((block[drawn] == blocks) | (s.counts[blocks] == 0)).all()
+
+
+def test_csr_assembly_matches_scipy():
+    """Self-loops dropped, links symmetrised, duplicates merged, rows sorted: as scipy's
+    canonical CSR format has them."""
+    rng = np.random.default_rng(5)
+    n, m, k = 300, 7, 5_000
+    a, b = rng.integers(0, n, k), rng.integers(0, n, k)
+    li, ej = rng.integers(0, n, 800), rng.integers(0, m, 800)
+    g = _assemble(n, m, a, b, li, ej)
+    keep = a != b
+
+    def canonical(rows, cols, shape):
+        mat = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=shape)
+        mat.sum_duplicates()
+        return mat.indptr, mat.indices
+
+    for (indptr, indices), (ref_ptr, ref_idx) in (
+        (
+            (g.ll_indptr, g.ll_indices),
+            canonical(np.r_[a[keep], b[keep]], np.r_[b[keep], a[keep]], (n, n)),
+        ),
+        ((g.le_indptr, g.le_indices), canonical(li, ej, (n, m))),
+        ((g.el_indptr, g.el_indices), canonical(ej, li, (m, n))),
+    ):
+        assert indptr.dtype == np.int64 and indices.dtype == np.int32
+        np.testing.assert_array_equal(indptr, ref_ptr)
+        np.testing.assert_array_equal(indices, ref_idx)
