@@ -74,7 +74,11 @@ DEFAULT_SCENARIO = "small"
 #: Root seed of the first model on the page.
 DEFAULT_SEED = 42
 #: The fewest learners the page offers (fewer make the arms' curves mostly noise).
-MIN_LEARNERS = 2_000
+MIN_LEARNERS = 10_000
+#: Narrower slider ranges than the schema allows: with MIN_LEARNERS learners a share
+#: nudged in [0.1, 0.9] leaves both arms of the study at least the matched learners its
+#: estimators need (``sim.params.MIN_ARM_LEARNERS``), so no slider position is invalid.
+SLIDER_BOUNDS = {"study.treated_share": (0.1, 0.9)}
 #: Sliders of fields whose schema bound is above this multiple of the default stop there.
 SLIDER_MAX_MULTIPLE = 10
 #: Steps across a slider's range.
@@ -194,6 +198,9 @@ def slider_spec(key: str) -> dict[str, float]:
     step = (hi - lo) / SLIDER_STEPS
     if "gt" in info:
         lo += step
+    if key in SLIDER_BOUNDS:
+        lo, hi = SLIDER_BOUNDS[key]
+        step = (hi - lo) / SLIDER_STEPS
     return {"value": default, "min": lo, "max": hi, "step": step}
 
 

@@ -75,8 +75,21 @@ def test_slider_ranges_lie_within_the_schema_bounds():
         hi = info.get("le", info.get("lt"))
         assert s.min >= lo and s.max <= hi, kw
         assert s.min <= s.value <= s.max, kw
-        assert s.max == hi or math.isclose(s.max, app.SLIDER_MAX_MULTIPLE * _start(key))
+        assert (
+            s.max == hi
+            or math.isclose(s.max, app.SLIDER_MAX_MULTIPLE * _start(key))
+            or (s.min, s.max) == app.SLIDER_BOUNDS.get(key)
+        )
         assert math.isclose((s.max - s.min) / s.step, app.SLIDER_STEPS)
+
+
+def test_every_slider_position_makes_a_valid_two_arm_study():
+    """At the smallest population, the extreme shares nudged still leave both arms the
+    matched learners the estimators need (the scenario would refuse them otherwise)."""
+    n = app.MODEL_PARAMS["n_learners"].min
+    share = app.MODEL_PARAMS["treated_share"]
+    for v in (share.min, share.max):
+        app.AppMarket(n_learners=n, treated_share=v)  # no ScenarioError
 
 
 def test_learners_and_scenario_inputs():
