@@ -20,10 +20,11 @@ with their traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,36 @@ def _safe_name(name: str) -> str:
 
 def _err(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def _add_executor_args(p: argparse.ArgumentParser) -> None:
+    """``--workers N`` (a local process pool) or ``--scheduler ADDRESS`` (a Dask cluster)."""
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local worker processes (default: the machine's cores)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="run on the Dask cluster whose scheduler is at ADDRESS "
+        "(e.g. tcp://10.0.0.5:8786) instead of locally",
+    )
+
+
+@contextlib.contextmanager
+def _executor(args: argparse.Namespace) -> Iterator[Any]:
+    """The :class:`sim.runner.Pool` of ``--workers`` / ``--scheduler``, open for the block."""
+    from sim.runner import RunnerError, open_executor
+
+    with contextlib.ExitStack() as stack:
+        try:  # bad arguments or an unreachable scheduler: before any work
+            pool = stack.enter_context(open_executor(args.workers, args.scheduler))
+        except RunnerError as err:
+            raise _CliError(str(err)) from None
+        yield pool
 
 
 # ---- credsim run -----------------------------------------------------------------------
@@ -271,17 +302,36 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
         "reproduce.json, study.parquet, figures and report.md. Finished replications are "
         "kept in <out>.cache/, so an interrupted run resumes.",
     )
-    p.add_argument("scenario", metavar="SCENARIO", nargs="?", default="paper",
-                   help="scenario file or name (default: paper, the calibrated scenario)")
-    p.add_argument("--replications", "-r", type=int, default=DEFAULT_REPLICATIONS,
-                   help=f"simulated studies (default: {DEFAULT_REPLICATIONS})")
-    p.add_argument("--true-reps", type=int, default=4,
-                   help="replications also run as twins for the true effect (default: 4)")
+    p.add_argument(
+        "scenario",
+        metavar="SCENARIO",
+        nargs="?",
+        default="paper",
+        help="scenario file or name (default: paper, the calibrated scenario)",
+    )
+    p.add_argument(
+        "--replications",
+        "-r",
+        type=int,
+        default=DEFAULT_REPLICATIONS,
+        help=f"simulated studies (default: {DEFAULT_REPLICATIONS})",
+    )
+    p.add_argument(
+        "--true-reps",
+        type=int,
+        default=4,
+        help="replications also run as twins for the true effect (default: 4)",
+    )
     p.add_argument("--seed", type=_seed, default=2024, help="master seed (default: 2024)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes (default: the machine's cores)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: results/reproduce-<scenario name>)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="processes (default: the machine's cores)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: results/reproduce-<scenario name>)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace the output folder")
     p.set_defaults(handler=_cmd_reproduce)
 
@@ -309,16 +359,30 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     cache = out.with_name(out.name + ".cache")
     t0 = time.monotonic()
     with _progress(console, "replications", args.replications) as advance:
-        reps = reproduce.replicate(scenario, args.replications, args.seed, workers=workers,
-                                   true_reps=args.true_reps, progress=advance,
-                                   cache_dir=cache)
+        reps = reproduce.replicate(
+            scenario,
+            args.replications,
+            args.seed,
+            workers=workers,
+            true_reps=args.true_reps,
+            progress=advance,
+            cache_dir=cache,
+        )
     table = reproduce.summarize(reps)
     seconds = time.monotonic() - t0
-    meta = store.manifest(scenario, args.seed, {
-        "scenario_file": str(path), "replications": args.replications,
-        "true_replications": args.true_reps, "wall_seconds": round(seconds, 1),
-        "workers": workers,
-    }, timestamp=datetime.now(UTC).isoformat(timespec="seconds"), command=args.command)
+    meta = store.manifest(
+        scenario,
+        args.seed,
+        {
+            "scenario_file": str(path),
+            "replications": args.replications,
+            "true_replications": args.true_reps,
+            "wall_seconds": round(seconds, 1),
+            "workers": workers,
+        },
+        timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
+        command=args.command,
+    )
     meta["commit"] = meta["git"]["commit"]
     with store.atomic_run_dir(out, overwrite=args.overwrite) as tmp:
         (tmp / "scenario.toml").write_text(scenario.to_toml(), encoding="utf-8")
@@ -327,19 +391,31 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     console.print(_reproduce_table(table, scenario.meta.name, len(reps)))
     for k, ok in reproduce.checks(table).items():
         console.print(f"  [{'green' if ok else 'red'}]{'PASS' if ok else 'FAIL'}[/] {k}")
-    console.print(f"wrote {out}/ (reproduce.json, study.parquet, figures, report.md) in "
-                  f"{seconds:.0f} s with {workers} workers")
+    console.print(
+        f"wrote {out}/ (reproduce.json, study.parquet, figures, report.md) in "
+        f"{seconds:.0f} s with {workers} workers"
+    )
     return EXIT_OK
 
 
 def _reproduce_table(table: Any, name: str, reps: int) -> Any:
     from rich.table import Table
 
-    t = Table(title=f"The study, reproduced: {name} ({reps} simulated studies; pp = "
-              "percentage points)", title_justify="left")
-    for col in ("outcome", "control % sim / paper", "ITT pp sim", "SD across reps",
-                "mean SE", "true ITT", "paper ITT (SE)", "relative sim / paper",
-                "in paper CI"):
+    t = Table(
+        title=f"The study, reproduced: {name} ({reps} simulated studies; pp = percentage points)",
+        title_justify="left",
+    )
+    for col in (
+        "outcome",
+        "control % sim / paper",
+        "ITT pp sim",
+        "SD across reps",
+        "mean SE",
+        "true ITT",
+        "paper ITT (SE)",
+        "relative sim / paper",
+        "in paper CI",
+    ):
         t.add_column(col, justify="left" if col == "outcome" else "right")
 
     def f(v: Any, nd: int = 2) -> str:
@@ -351,12 +427,16 @@ def _reproduce_table(table: Any, name: str, reps: int) -> Any:
         prel = r.get("paper_rel") if has else None
         t.add_row(
             r["id"],
-            f"{f(r['control_mean'])} / {f(r.get('paper_control_mean'))}" if has
+            f"{f(r['control_mean'])} / {f(r.get('paper_control_mean'))}"
+            if has
             else f(r["control_mean"]),
-            f(r["itt_pp"], 3), f(r["sim_sd"], 3), f(r["itt_se"], 3), f(r["true_itt_pp"], 3),
+            f(r["itt_pp"], 3),
+            f(r["sim_sd"], 3),
+            f(r["itt_se"], 3),
+            f(r["true_itt_pp"], 3),
             f"{paper:.3f} ({r['paper_se']:.3f})" if has else "",
-            f"{100 * r['rel']:.1f}%" + (f" / {100 * prel:.1f}%" if prel == prel and prel
-                                         is not None else ""),
+            f"{100 * r['rel']:.1f}%"
+            + (f" / {100 * prel:.1f}%" if prel == prel and prel is not None else ""),
             ("yes" if r.get("in_paper_ci") else "no") if has else "",
         )
     return t
@@ -373,22 +453,46 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
         "sim/calibrate.py). Every evaluation is cached in <out>/evaluations.jsonl: rerun "
         "the same command to resume an interrupted calibration.",
     )
-    p.add_argument("--base", default="baseline",
-                   help="scenario to start from (default: baseline)")
-    p.add_argument("--seed", type=_seed, default=20260101,
-                   help="seed of the calibration runs (default: 20260101)")
-    p.add_argument("--out", type=Path, default=Path("results/calibration"),
-                   help="folder for the cache and calibration.json")
-    p.add_argument("--scenario-out", type=Path, default=PROJECT_ROOT / "scenarios/paper.toml",
-                   help="calibrated scenario to write (default: scenarios/paper.toml)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes (default: the machine's cores)")
-    p.add_argument("--max-iterations", type=int, default=16,
-                   help="Levenberg-Marquardt steps of the market block (default: 16)")
-    p.add_argument("--seeds", type=int, default=2,
-                   help="twin runs (seeds) averaged per evaluation (default: 2)")
-    p.add_argument("--max-minutes", type=float, default=50.0,
-                   help="stop stepping after this long and keep the best point (default: 50)")
+    p.add_argument("--base", default="baseline", help="scenario to start from (default: baseline)")
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        default=20260101,
+        help="seed of the calibration runs (default: 20260101)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/calibration"),
+        help="folder for the cache and calibration.json",
+    )
+    p.add_argument(
+        "--scenario-out",
+        type=Path,
+        default=PROJECT_ROOT / "scenarios/paper.toml",
+        help="calibrated scenario to write (default: scenarios/paper.toml)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="processes (default: the machine's cores)"
+    )
+    p.add_argument(
+        "--max-iterations",
+        type=int,
+        default=16,
+        help="Levenberg-Marquardt steps of the market block (default: 16)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=2,
+        help="twin runs (seeds) averaged per evaluation (default: 2)",
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=50.0,
+        help="stop stepping after this long and keep the best point (default: 50)",
+    )
     p.set_defaults(handler=_cmd_calibrate)
 
 
@@ -403,10 +507,18 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"[{time.monotonic() - t0:7.0f} s] {msg}", flush=True)
 
     base = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
-    calibrate(str(base), args.seed, args.out, args.scenario_out, workers=args.workers,
-              max_iterations=args.max_iterations, n_seeds=args.seeds,
-              max_minutes=args.max_minutes, log=log,
-              clock=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    calibrate(
+        str(base),
+        args.seed,
+        args.out,
+        args.scenario_out,
+        workers=args.workers,
+        max_iterations=args.max_iterations,
+        n_seeds=args.seeds,
+        max_minutes=args.max_minutes,
+        log=log,
+        clock=lambda: datetime.now(UTC).isoformat(timespec="seconds"),
+    )
     return EXIT_OK
 
 
@@ -423,9 +535,16 @@ class _progress:
             TimeRemainingColumn,
         )
 
-        self.bar = Progress(TextColumn(f"{what}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                            console=console, transient=False)
+        self.bar = Progress(
+            TextColumn(f"{what}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
         self.total = total
 
     def __enter__(self) -> Callable[[int, int], None]:
@@ -455,12 +574,20 @@ def _add_app(sub: argparse._SubParsersAction) -> None:
         "a sampled neighbourhood of the graph, and sharing and new jobs by arm, week by "
         "week. Stop it with Ctrl-C.",
     )
-    p.add_argument("--port", type=int, default=8765,
-                   help="port to serve on (default: 8765; 0 picks a free one)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default: 127.0.0.1, this machine only)")
-    p.add_argument("--no-open", dest="open", action="store_false",
-                   help="do not open a browser window")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        help="port to serve on (default: 8765; 0 picks a free one)",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only)",
+    )
+    p.add_argument(
+        "--no-open", dest="open", action="store_false", help="do not open a browser window"
+    )
     p.set_defaults(handler=_cmd_app)
 
 
@@ -474,8 +601,18 @@ def _cmd_app(args: argparse.Namespace) -> int:
 
     install_frontend_assets()  # the page's browser code, if the CDN is out of reach
     app = Path(__file__).with_name("app.py")
-    cmd = [sys.executable, "-m", "solara", "run", str(app), "--port", str(args.port),
-           "--host", args.host, "--open" if args.open else "--no-open"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "solara",
+        "run",
+        str(app),
+        "--port",
+        str(args.port),
+        "--host",
+        args.host,
+        "--open" if args.open else "--no-open",
+    ]
     env = {"SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False", **os.environ}
     where = f"http://{args.host}:{args.port}" if args.port else f"a free port on {args.host}"
     print(f"starting the app on {where} (Ctrl-C to stop)", flush=True)
@@ -503,75 +640,70 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
         "summary.parquet gather them. Rerun the same command to resume: only missing or "
         "failed tasks run again. Exit code 1 if any task failed (after writing everything).",
     )
-    p.add_argument("file", metavar="FILE", type=Path,
-                   help="sweep file (TOML), e.g. experiments/sweeps/small_demo.toml")
-    p.add_argument("--workers", type=int, default=None,
-                   help="local worker processes (default: the machine's cores)")
-    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                   help="run on the Dask cluster whose scheduler is at ADDRESS "
-                   "(e.g. tcp://10.0.0.5:8786) instead of locally")
-    p.add_argument("--out", type=Path, default=None,
-                   help="result folder (default: results/sweeps/<sweep name>)")
+    p.add_argument(
+        "file",
+        metavar="FILE",
+        type=Path,
+        help="sweep file (TOML), e.g. experiments/sweeps/small_demo.toml",
+    )
+    _add_executor_args(p)
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="result folder (default: results/sweeps/<sweep name>)",
+    )
     p.set_defaults(handler=_cmd_sweep)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    import contextlib
-    import multiprocessing
-    import os
-    from concurrent.futures import Executor, ProcessPoolExecutor
-
     from rich.console import Console
 
     from sim import sweep
 
     console = Console(highlight=False)
     spec = sweep.load_sweep(args.file)  # every task's scenario is validated here
-    if args.workers is not None and args.workers < 1:
-        raise _CliError(f"--workers: expected an integer >= 1, got {args.workers}")
-    if args.scheduler and args.workers is not None:
-        raise _CliError("--workers sets the local pool; with --scheduler the cluster's "
-                        "workers run the tasks")
-    out: Path = args.out or Path("results") / "sweeps" / spec.name
+    out: Path = args.out or sweep.default_out(spec)
     timestamp = datetime.now(UTC).isoformat(timespec="seconds")
-    console.print(f"sweep {spec.name}: {spec.n_points} points x {spec.replications} "
-                  f"replications = {spec.n_tasks} tasks -> {out}", markup=False)
+    console.print(
+        f"sweep {spec.name}: {spec.n_points} points x {spec.replications} "
+        f"replications = {spec.n_tasks} tasks -> {out}",
+        markup=False,
+    )
     t0 = time.monotonic()
-    with contextlib.ExitStack() as stack:
-        executor: Executor
-        if args.scheduler:
-            from distributed import Client
-
-            try:
-                client = stack.enter_context(Client(args.scheduler, timeout="20s"))
-            except (OSError, TimeoutError) as err:
-                raise _CliError(f"--scheduler {args.scheduler}: cannot connect ({err})") from None
-            executor = client.get_executor(pure=False)
-            where = f"Dask cluster {args.scheduler} ({sum(client.nthreads().values())} threads)"
-        else:
-            workers = args.workers or os.cpu_count() or 1
-            executor = stack.enter_context(ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn")))
-            where = f"local process pool ({workers} workers)"
+    with _executor(args) as pool:
         try:
             with _progress(console, "tasks", None) as advance:
                 outcome = sweep.run_sweep(
-                    spec, out, executor, progress=advance, timestamp=timestamp,
-                    command=args.command, executor_info=where,
+                    spec,
+                    out,
+                    pool.executor,
+                    progress=advance,
+                    timestamp=timestamp,
+                    command=args.command,
+                    executor_info=pool.where,
                     log=lambda msg: console.print(msg, markup=False),
                 )
         except KeyboardInterrupt:  # run_sweep cancelled what had not started
-            console.print(f"interrupted: finished tasks are kept in {out}/tasks; rerun the "
-                          "same command to run the rest", markup=False)
+            console.print(
+                f"interrupted: finished tasks are kept in {out}/tasks; rerun the "
+                "same command to run the rest",
+                markup=False,
+            )
             return EXIT_INTERRUPTED
     seconds = time.monotonic() - t0
-    console.print(f"{outcome.ran} tasks run ({outcome.already_done} already done) on {where} "
-                  f"in {seconds:.1f} s; wrote {out}/results.parquet and summary.parquet",
-                  markup=False)
+    console.print(
+        f"{outcome.ran} tasks run ({outcome.already_done} already done) on "
+        f"{pool.where} in {seconds:.1f} s; wrote {out}/results.parquet and "
+        "summary.parquet",
+        markup=False,
+    )
     if outcome.failed:
         shown = ", ".join(outcome.failed[:10]) + (" ..." if len(outcome.failed) > 10 else "")
-        _err(f"{len(outcome.failed)} of {outcome.n_tasks} tasks failed ({shown}); their "
-             f"tracebacks are in {out}/tasks/<task>.parquet; rerun to retry them")
+        _err(
+            f"{len(outcome.failed)} of {outcome.n_tasks} tasks failed ({shown}); their "
+            f"tracebacks are in {out}/tasks/<task>.parquet; rerun to retry them"
+        )
         return 1
     return EXIT_OK
 
