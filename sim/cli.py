@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -88,11 +87,6 @@ def _seed(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"invalid seed {value}: expected >= 0")
     return value
-
-
-def _safe_name(name: str) -> str:
-    """A scenario name usable as a folder name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "scenario"
 
 
 def _err(message: str) -> None:
@@ -171,7 +165,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     source = resolve_scenario(args.scenario)
     scenario = Scenario.from_toml(source)  # validation: before any work
     name = scenario.meta.name if scenario.meta.name != "unnamed" else source.stem
-    out: Path = args.out or Path("runs") / f"{_safe_name(name)}-seed{args.seed}"
+    out: Path = args.out or Path("runs") / f"{store.safe_name(name)}-seed{args.seed}"
     if out.exists() and not args.overwrite:
         raise _CliError(f"{out} already exists; pass --overwrite to replace it")
 
@@ -288,19 +282,18 @@ def _summary_tables(s: dict[str, Any]) -> Any:
 
 # ---- credsim reproduce -------------------------------------------------------------------
 
-#: Replications of `credsim reproduce` by default: enough to average one study's noise
-#: down (SE of the mean ~ 0.45 / sqrt(R) pp) while finishing in about five minutes here.
-DEFAULT_REPLICATIONS = 24
-
 
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    from sim import defaults as d
+
     p = sub.add_parser(
         "reproduce",
         help="replicate the study: the paper's table beside R simulated studies",
         description="Run R simulated studies at the study's scale, estimate each with the "
         "paper's estimators, and print the paper's table beside the simulated one; write "
-        "reproduce.json, study.parquet, figures and report.md. Finished replications are "
-        "kept in <out>.cache/, so an interrupted run resumes.",
+        "reproduce.json, study.parquet, figures and report.md. Each finished replication "
+        "is written at once to <out>/tasks/; rerun the same command to resume: only the "
+        "missing replications run.",
     )
     p.add_argument(
         "scenario",
@@ -313,35 +306,42 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
         "--replications",
         "-r",
         type=int,
-        default=DEFAULT_REPLICATIONS,
-        help=f"simulated studies (default: {DEFAULT_REPLICATIONS})",
+        default=d.REPRODUCE_REPLICATIONS,
+        help=f"simulated studies (default: {d.REPRODUCE_REPLICATIONS})",
     )
     p.add_argument(
         "--true-reps",
         type=int,
-        default=4,
-        help="replications also run as twins for the true effect (default: 4)",
+        default=d.REPRODUCE_TRUE_REPS,
+        help="replications also run as twins for the true effect "
+        f"(default: {d.REPRODUCE_TRUE_REPS})",
     )
-    p.add_argument("--seed", type=_seed, default=2024, help="master seed (default: 2024)")
     p.add_argument(
-        "--workers", type=int, default=None, help="processes (default: the machine's cores)"
+        "--seed",
+        type=_seed,
+        default=d.REPRODUCE_SEED,
+        help=f"master seed (default: {d.REPRODUCE_SEED})",
     )
+    _add_executor_args(p)
     p.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="output folder (default: results/reproduce-<scenario name>)",
+        help=f"output folder (default: {d.REPRODUCE_DIR}/reproduce-<scenario name>)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace the output folder")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over: delete the output folder (its replications too) first",
+    )
     p.set_defaults(handler=_cmd_reproduce)
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    import os
-
     from rich.console import Console
 
     from sim import reproduce, store
+    from sim.runner import StoreError, TaskFailed
 
     console = Console(highlight=False)
     if not console.is_terminal:  # a log or a pipe: wide enough for the table
@@ -352,22 +352,49 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         raise _CliError(f"--replications: expected an integer >= 2, got {args.replications}")
     if not 0 <= args.true_reps <= args.replications:
         raise _CliError(f"--true-reps: expected 0..{args.replications}, got {args.true_reps}")
-    out = args.out or Path("results") / f"reproduce-{_safe_name(scenario.meta.name)}"
-    if out.exists() and not args.overwrite:
-        raise _CliError(f"{out}: exists; pass --overwrite to replace it")
-    workers = args.workers or max(1, min(4, os.cpu_count() or 1))
-    cache = out.with_name(out.name + ".cache")
+    out = args.out or reproduce.default_out(scenario)
+    timestamp = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
-    with _progress(console, "replications", args.replications) as advance:
-        reps = reproduce.replicate(
-            scenario,
-            args.replications,
-            args.seed,
-            workers=workers,
-            true_reps=args.true_reps,
-            progress=advance,
-            cache_dir=cache,
-        )
+    with _executor(args) as pool:
+        if args.overwrite:
+            _remove_tree(out)
+        try:
+            with _progress(console, "replications", args.replications) as advance:
+                reps = reproduce.replicate(
+                    scenario,
+                    args.replications,
+                    args.seed,
+                    true_reps=args.true_reps,
+                    out=out,
+                    executor=pool.executor,
+                    progress=advance,
+                    source=str(path),
+                    manifest=store.manifest(
+                        scenario,
+                        args.seed,
+                        {"scenario_file": str(path), "sessions": []},
+                        timestamp=timestamp,
+                        command=args.command,
+                    ),
+                    session={
+                        "timestamp": timestamp,
+                        "command": list(args.command),
+                        "executor": pool.where,
+                    },
+                    log=lambda msg: console.print(msg, markup=False),
+                )
+        except StoreError as err:  # the folder holds another study, or is in use
+            raise _CliError(str(err)) from None
+        except TaskFailed as err:
+            _err(str(err))
+            return 1
+        except KeyboardInterrupt:
+            console.print(
+                f"interrupted: finished replications are kept in {out}/tasks; rerun the "
+                "same command to run the rest",
+                markup=False,
+            )
+            return EXIT_INTERRUPTED
     table = reproduce.summarize(reps)
     seconds = time.monotonic() - t0
     meta = store.manifest(
@@ -378,22 +405,20 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             "replications": args.replications,
             "true_replications": args.true_reps,
             "wall_seconds": round(seconds, 1),
-            "workers": workers,
+            "workers": pool.workers,
         },
-        timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
+        timestamp=timestamp,
         command=args.command,
     )
     meta["commit"] = meta["git"]["commit"]
-    with store.atomic_run_dir(out, overwrite=args.overwrite) as tmp:
-        (tmp / "scenario.toml").write_text(scenario.to_toml(), encoding="utf-8")
-        reproduce.write_outputs(tmp, table, reps, meta)
-    _remove_tree(cache)
+    reproduce.write_outputs(out, table, reps, meta)
     console.print(_reproduce_table(table, scenario.meta.name, len(reps)))
     for k, ok in reproduce.checks(table).items():
         console.print(f"  [{'green' if ok else 'red'}]{'PASS' if ok else 'FAIL'}[/] {k}")
+    where = f"on {pool.where}" if args.scheduler else f"with {pool.workers} workers"
     console.print(
         f"wrote {out}/ (reproduce.json, study.parquet, figures, report.md) in "
-        f"{seconds:.0f} s with {workers} workers"
+        f"{seconds:.0f} s {where}"
     )
     return EXIT_OK
 
@@ -446,58 +471,66 @@ def _reproduce_table(table: Any, name: str, reps: int) -> Any:
 
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    from sim import defaults as d
+
     p = sub.add_parser(
         "calibrate",
         help="fit the free parameters to the paper's numbers; write scenarios/paper.toml",
         description="Simulated method of moments with common random numbers (see "
-        "sim/calibrate.py). Every evaluation is cached in <out>/evaluations.jsonl: rerun "
-        "the same command to resume an interrupted calibration.",
+        "sim/calibrate.py). Every twin run is written at once to <out>/tasks/: rerun the "
+        "same command to resume an interrupted calibration (it replays its path from "
+        "there).",
     )
-    p.add_argument("--base", default="baseline", help="scenario to start from (default: baseline)")
+    p.add_argument(
+        "--base",
+        default=d.CALIBRATE_BASE,
+        help=f"scenario to start from (default: {d.CALIBRATE_BASE})",
+    )
     p.add_argument(
         "--seed",
         type=_seed,
-        default=20260101,
-        help="seed of the calibration runs (default: 20260101)",
+        default=d.CALIBRATE_SEED,
+        help=f"seed of the calibration runs (default: {d.CALIBRATE_SEED})",
     )
     p.add_argument(
         "--out",
         type=Path,
-        default=Path("results/calibration"),
-        help="folder for the cache and calibration.json",
+        default=d.CALIBRATE_DIR,
+        help=f"folder for the twin runs and calibration.json (default: {d.CALIBRATE_DIR})",
     )
     p.add_argument(
         "--scenario-out",
         type=Path,
-        default=PROJECT_ROOT / "scenarios/paper.toml",
+        default=d.CALIBRATE_SCENARIO_OUT,
         help="calibrated scenario to write (default: scenarios/paper.toml)",
     )
-    p.add_argument(
-        "--workers", type=int, default=None, help="processes (default: the machine's cores)"
-    )
+    _add_executor_args(p)
     p.add_argument(
         "--max-iterations",
         type=int,
-        default=16,
-        help="Levenberg-Marquardt steps of the market block (default: 16)",
+        default=d.CALIBRATE_MAX_ITERATIONS,
+        help="Levenberg-Marquardt steps of the market block "
+        f"(default: {d.CALIBRATE_MAX_ITERATIONS})",
     )
     p.add_argument(
         "--seeds",
         type=int,
-        default=2,
-        help="twin runs (seeds) averaged per evaluation (default: 2)",
+        default=d.CALIBRATE_SEEDS,
+        help=f"twin runs (seeds) averaged per evaluation (default: {d.CALIBRATE_SEEDS})",
     )
     p.add_argument(
         "--max-minutes",
         type=float,
-        default=50.0,
-        help="stop stepping after this long and keep the best point (default: 50)",
+        default=d.CALIBRATE_MAX_MINUTES,
+        help="stop stepping after this long and keep the best point "
+        f"(default: {d.CALIBRATE_MAX_MINUTES:g})",
     )
     p.set_defaults(handler=_cmd_calibrate)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from sim.calibrate import calibrate
+    from sim import calibrate as cal
+    from sim.runner import StoreError, TaskFailed
 
     path = resolve_scenario(args.base)
     Scenario.from_toml(path)  # validate before any work
@@ -507,18 +540,34 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"[{time.monotonic() - t0:7.0f} s] {msg}", flush=True)
 
     base = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
-    calibrate(
-        str(base),
-        args.seed,
-        args.out,
-        args.scenario_out,
-        workers=args.workers,
-        max_iterations=args.max_iterations,
-        n_seeds=args.seeds,
-        max_minutes=args.max_minutes,
-        log=log,
-        clock=lambda: datetime.now(UTC).isoformat(timespec="seconds"),
-    )
+    with _executor(args) as pool:
+        try:
+            cal.calibrate(
+                str(base),
+                args.seed,
+                args.out,
+                args.scenario_out,
+                executor=pool.executor,
+                executor_info=pool.where,
+                max_iterations=args.max_iterations,
+                n_seeds=args.seeds,
+                max_minutes=args.max_minutes,
+                log=log,
+                clock=lambda: datetime.now(UTC).isoformat(timespec="seconds"),
+                command=args.command,
+            )
+        except StoreError as err:  # the folder holds another calibration, or is in use
+            raise _CliError(str(err)) from None
+        except TaskFailed as err:
+            _err(str(err))
+            return 1
+        except KeyboardInterrupt:
+            print(
+                f"interrupted: finished twin runs are kept in {args.out}/tasks; rerun the "
+                "same command to resume",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
     return EXIT_OK
 
 

@@ -16,12 +16,11 @@ reproduce`` and ``credsim calibrate``: :mod:`sim.runner`.
 
 from sim.runner import ESTIMATE_COLUMNS, Task, TaskOutput, read_task_file, run_task, task_rows
 from sim.sweep.design import expand
-from sim.sweep.run import RESULTS_DIR, SweepOutcome, consolidate, default_out, run_sweep, summarize
+from sim.sweep.run import SweepOutcome, consolidate, default_out, run_sweep, summarize
 from sim.sweep.spec import Parameter, SweepError, SweepSpec, load_sweep, parse_sweep
 
 __all__ = [
     "ESTIMATE_COLUMNS",
-    "RESULTS_DIR",
     "Parameter",
     "SweepError",
     "SweepOutcome",

@@ -35,6 +35,7 @@ from typing import Any
 
 import pandas as pd
 
+from sim import defaults
 from sim.runner import (
     Record,
     StoreError,
@@ -50,15 +51,12 @@ from sim.runner.store import ResultStore
 from sim.sweep.design import DESIGN_STREAM, expand
 from sim.sweep.spec import SweepError, SweepSpec
 
-__all__ = ["RESULTS_DIR", "SweepOutcome", "consolidate", "default_out", "run_sweep", "summarize"]
-
-#: Where ``credsim sweep`` writes a sweep's folder by default: ``<RESULTS_DIR>/<name>``.
-RESULTS_DIR = Path("results") / "sweeps"
+__all__ = ["SweepOutcome", "consolidate", "default_out", "run_sweep", "summarize"]
 
 
 def default_out(spec: SweepSpec) -> Path:
-    """The default result folder of a sweep."""
-    return RESULTS_DIR / spec.name
+    """The default result folder of a sweep: ``results/sweeps/<name>``."""
+    return defaults.SWEEPS_DIR / spec.name
 
 
 def _records(spec: SweepSpec) -> list[Record]:
