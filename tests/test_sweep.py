@@ -1,16 +1,15 @@
 """Tests of parameter sweeps (``sim.sweep``, ``credsim sweep``).
 
 Design and validation are pure and fast. Real tasks run the model at 2,000 learners; the
-resume and worker-death tests use a slow fake task, written to a temporary module so
-that worker processes (a process pool, a Dask worker) can import it. The Dask tests start
-a real scheduler and workers as separate processes on the loopback interface and tear
-them down at the end of the module; the worker-death test is marked slow (``-m slow``).
+resume and worker-death tests use slow fake tasks (``tests/task_fakes.py``), which worker
+processes (a process pool, a Dask worker) import by name. The Dask tests use a real
+scheduler and workers started as separate processes on the loopback interface
+(``conftest.dask_cluster``); the worker-death test is marked slow (``-m slow``).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import multiprocessing
 import os
@@ -18,14 +17,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_global_random_state_is, global_random_state
+from conftest import (
+    Cluster,
+    assert_global_random_state_is,
+    global_random_state,
+    helper_env,
+    stop_process,
+)
 
 from sim import cli, sweep
 from sim.params import Scenario
@@ -49,40 +53,6 @@ twin = true
 [parameters]
 "signal.credibility" = { values = [0.3, 0.9] }
 """
-
-#: The fake tasks, importable by worker processes (see the `fakes` fixture).
-FAKES = '''\
-"""Fake sweep tasks for tests/test_sweep.py (written at test time)."""
-import time
-
-import numpy as np
-import pandas as pd
-
-
-def estimates(task):
-    """Two estimates drawn from the task's seed (so reruns must give the same)."""
-    rng = np.random.default_rng(task.seed)
-    ids = ["shared", "new_job"]
-    return pd.DataFrame({"id": ids, "outcome": ids, "group": "all", "estimator": "fake",
-                         "effect": rng.normal(size=2), "se": 1.0, "n": 100,
-                         "control_mean": 10.0, "rel": 0.1, "rel_se": 0.01,
-                         "true_effect": 0.5})
-
-
-def fail_on_point_1(task):
-    if task.point == 1:
-        raise RuntimeError(f"boom at {task.task_id}")
-    return estimates(task)
-
-
-def slow(task, seconds=0.5, log=None):
-    """Log the task id (one line, appended), sleep, return estimates."""
-    if log:
-        with open(log, "a") as fh:
-            fh.write(task.task_id + "\\n")
-    time.sleep(seconds)
-    return estimates(task)
-'''
 
 
 def _fake_sweep(n_points: int, replications: int = 2, name: str = "fake") -> str:
@@ -114,25 +84,6 @@ def _check_complete(results: pd.DataFrame, tasks: list[sweep.Task], ids: set[str
     for _, rows in results.groupby("task_id"):
         assert set(rows["id"]) == ids
     assert (results["status"] == "ok").all()
-
-
-@pytest.fixture(scope="session")
-def fakes(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """The fake-task module, importable here and by spawned or Dask worker processes."""
-    folder = tmp_path_factory.mktemp("fakes")
-    _write(folder, "sweep_fakes.py", FAKES)
-    sys.path.insert(0, str(folder))
-    module = importlib.import_module("sweep_fakes")
-    module.FOLDER = folder
-    yield module
-    sys.path.remove(str(folder))
-    sys.modules.pop("sweep_fakes", None)
-
-
-def _env(fakes_folder: Path) -> dict[str, str]:
-    """Environment of helper processes: the project and the fakes importable."""
-    path = os.pathsep.join([str(fakes_folder), str(ROOT), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "PYTHONPATH": path.rstrip(os.pathsep), "OMP_NUM_THREADS": "1"}
 
 
 # ---- design and seeds -------------------------------------------------------------------
@@ -476,12 +427,12 @@ _RUNNER = """\
 import functools, multiprocessing, sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-import sweep_fakes
+import task_fakes
 from sim import sweep
 
 if __name__ == "__main__":
     spec = sweep.load_sweep(sys.argv[1])
-    task = functools.partial(sweep_fakes.slow, seconds=0.4, log=sys.argv[3])
+    task = functools.partial(task_fakes.slow, seconds=0.4, log=sys.argv[3])
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(2, mp_context=ctx) as pool:
         outcome = sweep.run_sweep(spec, sys.argv[2], pool, task)
@@ -493,7 +444,7 @@ def test_resume_after_sigkill_runs_only_the_missing_tasks(fakes, tmp_path: Path)
     spec_path = _write(tmp_path, "fake.toml", _fake_sweep(8))  # 16 tasks of 0.4 s
     runner = _write(tmp_path, "runner.py", _RUNNER)
     out = tmp_path / "out"
-    env = _env(fakes.FOLDER)
+    env = helper_env()
 
     def start(log: Path) -> subprocess.Popen:
         return subprocess.Popen(
@@ -547,112 +498,8 @@ def test_resume_after_sigkill_runs_only_the_missing_tasks(fakes, tmp_path: Path)
 # ---- a real Dask cluster -----------------------------------------------------------------
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Terminate a helper process group, then kill it if it lingers."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=20)
-        except ProcessLookupError:
-            pass
-
-
-class _Cluster:
-    """A scheduler and workers started as separate processes (one session each)."""
-
-    def __init__(self, folder: Path, env: dict[str, str]):
-        self.folder, self.env = folder, env
-        self.procs: list[subprocess.Popen] = []
-        self.address = ""
-
-    def _start(self, name: str, args: list[str]) -> subprocess.Popen:
-        with open(self.folder / f"{name}.log", "wb") as log:  # the child keeps its copy
-            proc = subprocess.Popen(
-                [sys.executable, "-m", *args],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.procs.append(proc)
-        return proc
-
-    def start_scheduler(self) -> None:
-        file = self.folder / "scheduler.json"
-        self._start(
-            "scheduler",
-            [
-                "distributed.cli.dask_scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--no-dashboard",
-                "--scheduler-file",
-                str(file),
-            ],
-        )
-        deadline = time.monotonic() + 90
-        while not file.exists() or not file.read_text().strip():
-            assert time.monotonic() < deadline, self.logs()
-            time.sleep(0.1)
-        self.address = json.loads(file.read_text())["address"]
-
-    def start_worker(self, name: str) -> subprocess.Popen:
-        return self._start(
-            name,
-            [
-                "distributed.cli.dask_worker",
-                self.address,
-                "--name",
-                name,
-                "--nworkers",
-                "1",
-                "--nthreads",
-                "1",
-                "--host",
-                "127.0.0.1",
-                "--no-dashboard",
-                "--death-timeout",
-                "60",
-            ],
-        )
-
-    def logs(self) -> str:
-        return "\n".join(
-            p.read_text(errors="replace")[-2000:] for p in sorted(self.folder.glob("*.log"))
-        )
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            _stop(proc)
-
-
-@pytest.fixture(scope="module")
-def dask_cluster(tmp_path_factory: pytest.TempPathFactory, fakes) -> Iterator[_Cluster]:
-    """A Dask scheduler and two single-thread workers on 127.0.0.1."""
-    distributed = pytest.importorskip("distributed")
-    cluster = _Cluster(tmp_path_factory.mktemp("dask"), _env(fakes.FOLDER))
-    try:
-        cluster.start_scheduler()
-        cluster.start_worker("w1")
-        cluster.start_worker("w2")
-        with distributed.Client(cluster.address, timeout="30s") as client:
-            try:
-                client.wait_for_workers(2, timeout=120)
-            except TimeoutError:
-                pytest.fail(f"Dask workers did not start:\n{cluster.logs()}")
-        yield cluster
-    finally:
-        cluster.stop()
-
-
 def test_dask_cluster_gives_the_local_results_task_by_task(
-    local_run: tuple[Path, Path, int], dask_cluster: _Cluster, tmp_path: Path
+    local_run: tuple[Path, Path, int], dask_cluster: Cluster, tmp_path: Path
 ) -> None:
     path, local_out, _ = local_run
     out = tmp_path / "dask"
@@ -668,7 +515,7 @@ def test_dask_cluster_gives_the_local_results_task_by_task(
 
 @pytest.mark.slow  # ~12 s more on top of the cluster test above; run with -m slow
 def test_dask_sweep_completes_when_a_worker_dies(
-    dask_cluster: _Cluster, fakes, tmp_path: Path
+    dask_cluster: Cluster, fakes, tmp_path: Path
 ) -> None:
     from distributed import Client
 
@@ -699,7 +546,7 @@ def test_dask_sweep_completes_when_a_worker_dies(
                 progress=progress,
             )
     finally:
-        _stop(extra)
+        stop_process(extra)
     assert killed and busy == [True], "the worker was not killed while it held a task"
     assert outcome.ok and outcome.ran == 10, outcome.failed
     _check_complete(
