@@ -5,10 +5,11 @@ and sets ``handler`` to a ``_cmd_<name>(args) -> int`` function; :func:`main` pa
 and dispatches. Adding a subcommand means adding those two functions and one line in
 :data:`_SUBCOMMANDS`.
 
-Exit codes: 0 success; 1 ``credsim sweep`` finished but some tasks failed (all are
-recorded); 2 bad input detected before any work (an invalid scenario, an
-output folder that exists); 130 interrupted with Ctrl-C. Unexpected errors propagate
-with their traceback.
+Exit codes: 0 success; 1 tasks of ``credsim sweep``, ``reproduce`` or ``calibrate``
+failed (all are recorded; a rerun retries them); 2 bad input detected before any work
+(an invalid scenario, an output folder that belongs to another run or is in use); 130
+interrupted with Ctrl-C (finished tasks are kept). Unexpected errors propagate with
+their traceback.
 
     credsim run small --seed 1
     credsim run scenarios/baseline.toml --out runs/base --overwrite --quiet
@@ -683,7 +684,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep",
         help="run a parameter sweep (points x replications) locally or on a Dask cluster",
-        description="Run every task of a sweep file (see sim/sweep.py for the format) in a "
+        description="Run every task of a sweep file (see sim/sweep/spec.py for the format) in a "
         "local process pool, or on an existing Dask cluster with --scheduler. Each finished "
         "task is written at once to <out>/tasks/; at the end results.parquet and "
         "summary.parquet gather them. Rerun the same command to resume: only missing or "
