@@ -116,13 +116,14 @@ def write_atomic(path: str | Path, write: Callable[[Any], None] | bytes | str) -
     ``write`` is the content (text or bytes) or a function writing to a binary file.
     """
     path = Path(path)
-    if isinstance(write, str | bytes):
-        data = write.encode("utf-8") if isinstance(write, str) else write
-        write = lambda fh: fh.write(data)  # noqa: E731
+    content = write.encode("utf-8") if isinstance(write, str) else write
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
-            write(fh)
+            if isinstance(content, bytes):
+                fh.write(content)
+            else:
+                content(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -148,7 +149,7 @@ def _parquet_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def _task_file_bytes(task: Task, output: TaskOutput) -> Callable[[Any], None]:
+def _task_file_writer(task: Task, output: TaskOutput) -> Callable[[Any], None]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -246,7 +247,7 @@ class ResultStore:
 
     def write(self, task: Task, output: TaskOutput) -> None:
         """Commit a task's rows and tables: one file, written atomically."""
-        write_atomic(self.path(task.task_id), _task_file_bytes(task, output))
+        write_atomic(self.path(task.task_id), _task_file_writer(task, output))
 
     def gather(self, tasks: Sequence[Task]) -> pd.DataFrame:
         """The rows of every task with a valid file, in task order."""

@@ -38,6 +38,7 @@ __all__ = [
     "Task",
     "TaskFn",
     "TaskOutput",
+    "empty_rows",
     "execute",
     "failure_output",
     "run_task",
