@@ -5,10 +5,11 @@ and sets ``handler`` to a ``_cmd_<name>(args) -> int`` function; :func:`main` pa
 and dispatches. Adding a subcommand means adding those two functions and one line in
 :data:`_SUBCOMMANDS`.
 
-Exit codes: 0 success; 1 ``credsim sweep`` finished but some tasks failed (all are
-recorded); 2 bad input detected before any work (an invalid scenario, an
-output folder that exists); 130 interrupted with Ctrl-C. Unexpected errors propagate
-with their traceback.
+Exit codes: 0 success; 1 tasks of ``credsim sweep``, ``reproduce`` or ``calibrate``
+failed (all are recorded; a rerun retries them); 2 bad input detected before any work
+(an invalid scenario, an output folder that belongs to another run or is in use); 130
+interrupted with Ctrl-C (finished tasks are kept). Unexpected errors propagate with
+their traceback.
 
     credsim run small --seed 1
     credsim run my_scenario.toml --out runs/mine --overwrite --quiet
@@ -20,11 +21,11 @@ with their traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
-import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,11 +61,6 @@ def _seed(text: str) -> int:
     return value
 
 
-def _safe_name(name: str) -> str:
-    """A scenario name usable as a folder name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "scenario"
-
-
 def _err(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
@@ -86,6 +82,36 @@ def _log_to_terminal() -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+
+
+def _add_executor_args(p: argparse.ArgumentParser) -> None:
+    """``--workers N`` (a local process pool) or ``--scheduler ADDRESS`` (a Dask cluster)."""
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local worker processes (default: the machine's cores)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="run on the Dask cluster whose scheduler is at ADDRESS "
+        "(e.g. tcp://10.0.0.5:8786) instead of locally",
+    )
+
+
+@contextlib.contextmanager
+def _executor(args: argparse.Namespace) -> Iterator[Any]:
+    """The :class:`sim.runner.Pool` of ``--workers`` / ``--scheduler``, open for the block."""
+    from sim.runner import RunnerError, open_executor
+
+    with contextlib.ExitStack() as stack:
+        try:  # bad arguments or an unreachable scheduler: before any work
+            pool = stack.enter_context(open_executor(args.workers, args.scheduler))
+        except RunnerError as err:
+            raise _CliError(str(err)) from None
+        yield pool
 
 
 # ---- credsim run -----------------------------------------------------------------------
@@ -131,7 +157,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     source = resolve_scenario(args.scenario)
     scenario = Scenario.from_toml(source)  # validation: before any work
     name = scenario.meta.name if scenario.meta.name != "unnamed" else source.stem
-    out: Path = args.out or Path("runs") / f"{_safe_name(name)}-seed{args.seed}"
+    out: Path = args.out or Path("runs") / f"{store.safe_name(name)}-seed{args.seed}"
     if out.exists() and not args.overwrite:
         raise _CliError(f"{out} already exists; pass --overwrite to replace it")
 
@@ -248,41 +274,66 @@ def _summary_tables(s: dict[str, Any]) -> Any:
 
 # ---- credsim reproduce -------------------------------------------------------------------
 
-#: Replications of `credsim reproduce` by default: enough to average one study's noise
-#: down (SE of the mean ~ 0.45 / sqrt(R) pp) while finishing in about five minutes here.
-DEFAULT_REPLICATIONS = 24
-
 
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    from sim import defaults as d
+
     p = sub.add_parser(
         "reproduce",
         help="replicate the study: the paper's table beside R simulated studies",
         description="Run R simulated studies at the study's scale, estimate each with the "
         "paper's estimators, and print the paper's table beside the simulated one; write "
-        "reproduce.json, study.parquet, figures and report.md. Finished replications are "
-        "kept in <out>.cache/, so an interrupted run resumes.",
+        "reproduce.json, study.parquet, figures and report.md. Each finished replication "
+        "is written at once to <out>/tasks/; rerun the same command to resume: only the "
+        "missing replications run.",
     )
-    p.add_argument("scenario", metavar="SCENARIO", nargs="?", default="paper",
-                   help="scenario file or name (default: paper, the calibrated scenario)")
-    p.add_argument("--replications", "-r", type=int, default=DEFAULT_REPLICATIONS,
-                   help=f"simulated studies (default: {DEFAULT_REPLICATIONS})")
-    p.add_argument("--true-reps", type=int, default=4,
-                   help="replications also run as twins for the true effect (default: 4)")
-    p.add_argument("--seed", type=_seed, default=2024, help="master seed (default: 2024)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes (default: the machine's cores)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: results/reproduce-<scenario name>)")
-    p.add_argument("--overwrite", action="store_true", help="replace the output folder")
+    p.add_argument(
+        "scenario",
+        metavar="SCENARIO",
+        nargs="?",
+        default="paper",
+        help="scenario file or name (default: paper, the calibrated scenario)",
+    )
+    p.add_argument(
+        "--replications",
+        "-r",
+        type=int,
+        default=d.REPRODUCE_REPLICATIONS,
+        help=f"simulated studies (default: {d.REPRODUCE_REPLICATIONS})",
+    )
+    p.add_argument(
+        "--true-reps",
+        type=int,
+        default=d.REPRODUCE_TRUE_REPS,
+        help="replications also run as twins for the true effect "
+        f"(default: {d.REPRODUCE_TRUE_REPS})",
+    )
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        default=d.REPRODUCE_SEED,
+        help=f"master seed (default: {d.REPRODUCE_SEED})",
+    )
+    _add_executor_args(p)
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"output folder (default: {d.REPRODUCE_DIR}/reproduce-<scenario name>)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over: delete the output folder (its replications too) first",
+    )
     p.set_defaults(handler=_cmd_reproduce)
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    import os
-
     from rich.console import Console
 
     from sim import reproduce, store
+    from sim.runner import StoreError, TaskFailed
 
     console = Console(highlight=False)
     if not console.is_terminal:  # a log or a pipe: wide enough for the table
@@ -293,44 +344,95 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         raise _CliError(f"--replications: expected an integer >= 2, got {args.replications}")
     if not 0 <= args.true_reps <= args.replications:
         raise _CliError(f"--true-reps: expected 0..{args.replications}, got {args.true_reps}")
-    out = args.out or Path("results") / f"reproduce-{_safe_name(scenario.meta.name)}"
-    if out.exists() and not args.overwrite:
-        raise _CliError(f"{out}: exists; pass --overwrite to replace it")
-    workers = args.workers or max(1, min(4, os.cpu_count() or 1))
-    cache = out.with_name(out.name + ".cache")
+    out = args.out or reproduce.default_out(scenario)
+    timestamp = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
-    with _progress(console, "replications", args.replications) as advance:
-        reps = reproduce.replicate(scenario, args.replications, args.seed, workers=workers,
-                                   true_reps=args.true_reps, progress=advance,
-                                   cache_dir=cache)
+    with _executor(args) as pool:
+        if args.overwrite:
+            _remove_tree(out)
+        try:
+            with _progress(console, "replications", args.replications) as advance:
+                reps = reproduce.replicate(
+                    scenario,
+                    args.replications,
+                    args.seed,
+                    true_reps=args.true_reps,
+                    out=out,
+                    executor=pool.executor,
+                    progress=advance,
+                    source=str(path),
+                    manifest=store.manifest(
+                        scenario,
+                        args.seed,
+                        {"scenario_file": str(path), "sessions": []},
+                        timestamp=timestamp,
+                        command=args.command,
+                    ),
+                    session={
+                        "timestamp": timestamp,
+                        "command": list(args.command),
+                        "executor": pool.where,
+                    },
+                    log=lambda msg: console.print(msg, markup=False),
+                )
+        except StoreError as err:  # the folder holds another study, or is in use
+            raise _CliError(str(err)) from None
+        except TaskFailed as err:
+            _err(str(err))
+            return 1
+        except KeyboardInterrupt:
+            console.print(
+                f"interrupted: finished replications are kept in {out}/tasks; rerun the "
+                "same command to run the rest",
+                markup=False,
+            )
+            return EXIT_INTERRUPTED
     table = reproduce.summarize(reps)
     seconds = time.monotonic() - t0
-    meta = store.manifest(scenario, args.seed, {
-        "scenario_file": str(path), "replications": args.replications,
-        "true_replications": args.true_reps, "wall_seconds": round(seconds, 1),
-        "workers": workers,
-    }, timestamp=datetime.now(UTC).isoformat(timespec="seconds"), command=args.command)
+    meta = store.manifest(
+        scenario,
+        args.seed,
+        {
+            "scenario_file": str(path),
+            "replications": args.replications,
+            "true_replications": args.true_reps,
+            "wall_seconds": round(seconds, 1),
+            "workers": pool.workers,
+        },
+        timestamp=timestamp,
+        command=args.command,
+    )
     meta["commit"] = meta["git"]["commit"]
-    with store.atomic_run_dir(out, overwrite=args.overwrite) as tmp:
-        (tmp / "scenario.toml").write_text(scenario.to_toml(), encoding="utf-8")
-        reproduce.write_outputs(tmp, table, reps, meta)
-    _remove_tree(cache)
+    reproduce.write_outputs(out, table, reps, meta)
     console.print(_reproduce_table(table, scenario.meta.name, len(reps)))
     for k, ok in reproduce.checks(table).items():
         console.print(f"  [{'green' if ok else 'red'}]{'PASS' if ok else 'FAIL'}[/] {k}")
-    console.print(f"wrote {out}/ (reproduce.json, study.parquet, figures, report.md) in "
-                  f"{seconds:.0f} s with {workers} workers")
+    where = f"on {pool.where}" if args.scheduler else f"with {pool.workers} workers"
+    console.print(
+        f"wrote {out}/ (reproduce.json, study.parquet, figures, report.md) in "
+        f"{seconds:.0f} s {where}"
+    )
     return EXIT_OK
 
 
 def _reproduce_table(table: Any, name: str, reps: int) -> Any:
     from rich.table import Table
 
-    t = Table(title=f"The study, reproduced: {name} ({reps} simulated studies; pp = "
-              "percentage points)", title_justify="left")
-    for col in ("outcome", "control % sim / paper", "ITT pp sim", "SD across reps",
-                "mean SE", "true ITT", "paper ITT (SE)", "relative sim / paper",
-                "in paper CI"):
+    t = Table(
+        title=f"The study, reproduced: {name} ({reps} simulated studies; pp = percentage points)",
+        title_justify="left",
+    )
+    for col in (
+        "outcome",
+        "control % sim / paper",
+        "ITT pp sim",
+        "SD across reps",
+        "mean SE",
+        "true ITT",
+        "paper ITT (SE)",
+        "relative sim / paper",
+        "in paper CI",
+    ):
         t.add_column(col, justify="left" if col == "outcome" else "right")
 
     def f(v: Any, nd: int = 2) -> str:
@@ -342,12 +444,16 @@ def _reproduce_table(table: Any, name: str, reps: int) -> Any:
         prel = r.get("paper_rel") if has else None
         t.add_row(
             r["id"],
-            f"{f(r['control_mean'])} / {f(r.get('paper_control_mean'))}" if has
+            f"{f(r['control_mean'])} / {f(r.get('paper_control_mean'))}"
+            if has
             else f(r["control_mean"]),
-            f(r["itt_pp"], 3), f(r["sim_sd"], 3), f(r["itt_se"], 3), f(r["true_itt_pp"], 3),
+            f(r["itt_pp"], 3),
+            f(r["sim_sd"], 3),
+            f(r["itt_se"], 3),
+            f(r["true_itt_pp"], 3),
             f"{paper:.3f} ({r['paper_se']:.3f})" if has else "",
-            f"{100 * r['rel']:.1f}%" + (f" / {100 * prel:.1f}%" if prel == prel and prel
-                                         is not None else ""),
+            f"{100 * r['rel']:.1f}%"
+            + (f" / {100 * prel:.1f}%" if prel == prel and prel is not None else ""),
             ("yes" if r.get("in_paper_ci") else "no") if has else "",
         )
     return t
@@ -357,36 +463,66 @@ def _reproduce_table(table: Any, name: str, reps: int) -> Any:
 
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    from sim import defaults as d
+
     p = sub.add_parser(
         "calibrate",
         help="fit the free parameters to the paper's numbers; write sim/scenarios/paper.toml",
         description="Simulated method of moments with common random numbers (see "
-        "sim/calibrate.py). Every evaluation is cached in <out>/evaluations.jsonl: rerun "
-        "the same command to resume an interrupted calibration.",
+        "sim/calibrate.py). Every twin run is written at once to <out>/tasks/: rerun the "
+        "same command to resume an interrupted calibration (it replays its path from "
+        "there).",
     )
-    p.add_argument("--base", default="uncalibrated",
-                   help="scenario to start from (default: uncalibrated, the study's population "
-                   "with the schema's round pre-calibration values)")
-    p.add_argument("--seed", type=_seed, default=20260101,
-                   help="seed of the calibration runs (default: 20260101)")
-    p.add_argument("--out", type=Path, default=Path("results/calibration"),
-                   help="folder for the cache and calibration.json")
-    p.add_argument("--scenario-out", type=Path, default=scenarios.PACKAGED / "paper.toml",
-                   help="calibrated scenario to write (default: the packaged paper.toml, "
-                   "sim/scenarios/paper.toml)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes (default: the machine's cores)")
-    p.add_argument("--max-iterations", type=int, default=16,
-                   help="Levenberg-Marquardt steps of the market block (default: 16)")
-    p.add_argument("--seeds", type=int, default=2,
-                   help="twin runs (seeds) averaged per evaluation (default: 2)")
-    p.add_argument("--max-minutes", type=float, default=50.0,
-                   help="stop stepping after this long and keep the best point (default: 50)")
+    p.add_argument(
+        "--base",
+        default=d.CALIBRATE_BASE,
+        help=f"scenario to start from (default: {d.CALIBRATE_BASE})",
+    )
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        default=d.CALIBRATE_SEED,
+        help=f"seed of the calibration runs (default: {d.CALIBRATE_SEED})",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=d.CALIBRATE_DIR,
+        help=f"folder for the twin runs and calibration.json (default: {d.CALIBRATE_DIR})",
+    )
+    p.add_argument(
+        "--scenario-out",
+        type=Path,
+        default=d.CALIBRATE_SCENARIO_OUT,
+        help="calibrated scenario to write (default: the packaged sim/scenarios/paper.toml)",
+    )
+    _add_executor_args(p)
+    p.add_argument(
+        "--max-iterations",
+        type=int,
+        default=d.CALIBRATE_MAX_ITERATIONS,
+        help="Levenberg-Marquardt steps of the market block "
+        f"(default: {d.CALIBRATE_MAX_ITERATIONS})",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=d.CALIBRATE_SEEDS,
+        help=f"twin runs (seeds) averaged per evaluation (default: {d.CALIBRATE_SEEDS})",
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=d.CALIBRATE_MAX_MINUTES,
+        help="stop stepping after this long and keep the best point "
+        f"(default: {d.CALIBRATE_MAX_MINUTES:g})",
+    )
     p.set_defaults(handler=_cmd_calibrate)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from sim.calibrate import calibrate
+    from sim import calibrate as cal
+    from sim.runner import StoreError, TaskFailed
 
     path = resolve_scenario(args.base)
     Scenario.from_toml(path)  # validate before any work
@@ -399,10 +535,34 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         base = path.stem
     else:
         base = path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
-    calibrate(str(base), args.seed, args.out, args.scenario_out, workers=args.workers,
-              max_iterations=args.max_iterations, n_seeds=args.seeds,
-              max_minutes=args.max_minutes, log=log,
-              clock=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    with _executor(args) as pool:
+        try:
+            cal.calibrate(
+                str(base),
+                args.seed,
+                args.out,
+                args.scenario_out,
+                executor=pool.executor,
+                executor_info=pool.where,
+                max_iterations=args.max_iterations,
+                n_seeds=args.seeds,
+                max_minutes=args.max_minutes,
+                log=log,
+                clock=lambda: datetime.now(UTC).isoformat(timespec="seconds"),
+                command=args.command,
+            )
+        except StoreError as err:  # the folder holds another calibration, or is in use
+            raise _CliError(str(err)) from None
+        except TaskFailed as err:
+            _err(str(err))
+            return 1
+        except KeyboardInterrupt:
+            print(
+                f"interrupted: finished twin runs are kept in {args.out}/tasks; rerun the "
+                "same command to resume",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
     return EXIT_OK
 
 
@@ -419,9 +579,16 @@ class _progress:
             TimeRemainingColumn,
         )
 
-        self.bar = Progress(TextColumn(f"{what}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                            console=console, transient=False)
+        self.bar = Progress(
+            TextColumn(f"{what}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
         self.total = total
 
     def __enter__(self) -> Callable[[int, int], None]:
@@ -451,12 +618,20 @@ def _add_app(sub: argparse._SubParsersAction) -> None:
         "a sampled neighbourhood of the graph, and sharing and new jobs by arm, week by "
         "week. Stop it with Ctrl-C.",
     )
-    p.add_argument("--port", type=int, default=8765,
-                   help="port to serve on (default: 8765; 0 picks a free one)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default: 127.0.0.1, this machine only)")
-    p.add_argument("--no-open", dest="open", action="store_false",
-                   help="do not open a browser window")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        help="port to serve on (default: 8765; 0 picks a free one)",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only)",
+    )
+    p.add_argument(
+        "--no-open", dest="open", action="store_false", help="do not open a browser window"
+    )
     p.set_defaults(handler=_cmd_app)
 
 
@@ -469,9 +644,19 @@ def _cmd_app(args: argparse.Namespace) -> int:
     from sim.frontend import install_frontend_assets
 
     install_frontend_assets()  # the page's browser code, if the CDN is out of reach
-    app = Path(__file__).with_name("app.py")  # served by `solara run`, not imported here
-    cmd = [sys.executable, "-m", "solara", "run", str(app), "--port", str(args.port),
-           "--host", args.host, "--open" if args.open else "--no-open"]
+    app = Path(__file__).with_name("app.py")
+    cmd = [
+        sys.executable,
+        "-m",
+        "solara",
+        "run",
+        str(app),
+        "--port",
+        str(args.port),
+        "--host",
+        args.host,
+        "--open" if args.open else "--no-open",
+    ]
     env = {"SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False", **os.environ}
     where = f"http://{args.host}:{args.port}" if args.port else f"a free port on {args.host}"
     print(f"starting the app on {where} (Ctrl-C to stop)", flush=True)
@@ -493,81 +678,76 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep",
         help="run a parameter sweep (points x replications) locally or on a Dask cluster",
-        description="Run every task of a sweep file (see sim/sweep.py for the format) in a "
+        description="Run every task of a sweep file (see sim/sweep/spec.py for the format) in a "
         "local process pool, or on an existing Dask cluster with --scheduler. Each finished "
         "task is written at once to <out>/tasks/; at the end results.parquet and "
         "summary.parquet gather them. Rerun the same command to resume: only missing or "
         "failed tasks run again. Exit code 1 if any task failed (after writing everything).",
     )
-    p.add_argument("file", metavar="FILE", type=Path,
-                   help="sweep file (TOML), e.g. experiments/sweeps/small_demo.toml")
-    p.add_argument("--workers", type=int, default=None,
-                   help="local worker processes (default: the machine's cores)")
-    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                   help="run on the Dask cluster whose scheduler is at ADDRESS "
-                   "(e.g. tcp://10.0.0.5:8786) instead of locally")
-    p.add_argument("--out", type=Path, default=None,
-                   help="result folder (default: results/sweeps/<sweep name>)")
+    p.add_argument(
+        "file",
+        metavar="FILE",
+        type=Path,
+        help="sweep file (TOML), e.g. experiments/sweeps/small_demo.toml",
+    )
+    _add_executor_args(p)
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="result folder (default: results/sweeps/<sweep name>)",
+    )
     p.set_defaults(handler=_cmd_sweep)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    import contextlib
-    import multiprocessing
-    import os
-    from concurrent.futures import Executor, ProcessPoolExecutor
-
     from rich.console import Console
 
     from sim import sweep
 
     console = Console(highlight=False)
     spec = sweep.load_sweep(args.file)  # every task's scenario is validated here
-    if args.workers is not None and args.workers < 1:
-        raise _CliError(f"--workers: expected an integer >= 1, got {args.workers}")
-    if args.scheduler and args.workers is not None:
-        raise _CliError("--workers sets the local pool; with --scheduler the cluster's "
-                        "workers run the tasks")
-    out: Path = args.out or Path("results") / "sweeps" / spec.name
+    out: Path = args.out or sweep.default_out(spec)
     timestamp = datetime.now(UTC).isoformat(timespec="seconds")
-    console.print(f"sweep {spec.name}: {spec.n_points} points x {spec.replications} "
-                  f"replications = {spec.n_tasks} tasks -> {out}", markup=False)
+    console.print(
+        f"sweep {spec.name}: {spec.n_points} points x {spec.replications} "
+        f"replications = {spec.n_tasks} tasks -> {out}",
+        markup=False,
+    )
     t0 = time.monotonic()
-    with contextlib.ExitStack() as stack:
-        executor: Executor
-        if args.scheduler:
-            from distributed import Client
-
-            try:
-                client = stack.enter_context(Client(args.scheduler, timeout="20s"))
-            except (OSError, TimeoutError) as err:
-                raise _CliError(f"--scheduler {args.scheduler}: cannot connect ({err})") from None
-            executor = client.get_executor(pure=False)
-            where = f"Dask cluster {args.scheduler} ({sum(client.nthreads().values())} threads)"
-        else:
-            workers = args.workers or os.cpu_count() or 1
-            executor = stack.enter_context(ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn")))
-            where = f"local process pool ({workers} workers)"
+    with _executor(args) as pool:
         try:
             with _progress(console, "tasks", None) as advance:
                 outcome = sweep.run_sweep(
-                    spec, out, executor, progress=advance, timestamp=timestamp,
-                    command=args.command, executor_info=where,
+                    spec,
+                    out,
+                    pool.executor,
+                    progress=advance,
+                    timestamp=timestamp,
+                    command=args.command,
+                    executor_info=pool.where,
                     log=lambda msg: console.print(msg, markup=False),
                 )
         except KeyboardInterrupt:  # run_sweep cancelled what had not started
-            console.print(f"interrupted: finished tasks are kept in {out}/tasks; rerun the "
-                          "same command to run the rest", markup=False)
+            console.print(
+                f"interrupted: finished tasks are kept in {out}/tasks; rerun the "
+                "same command to run the rest",
+                markup=False,
+            )
             return EXIT_INTERRUPTED
     seconds = time.monotonic() - t0
-    console.print(f"{outcome.ran} tasks run ({outcome.already_done} already done) on {where} "
-                  f"in {seconds:.1f} s; wrote {out}/results.parquet and summary.parquet",
-                  markup=False)
+    console.print(
+        f"{outcome.ran} tasks run ({outcome.already_done} already done) on "
+        f"{pool.where} in {seconds:.1f} s; wrote {out}/results.parquet and "
+        "summary.parquet",
+        markup=False,
+    )
     if outcome.failed:
         shown = ", ".join(outcome.failed[:10]) + (" ..." if len(outcome.failed) > 10 else "")
-        _err(f"{len(outcome.failed)} of {outcome.n_tasks} tasks failed ({shown}); their "
-             f"tracebacks are in {out}/tasks/<task>.parquet; rerun to retry them")
+        _err(
+            f"{len(outcome.failed)} of {outcome.n_tasks} tasks failed ({shown}); their "
+            f"tracebacks are in {out}/tasks/<task>.parquet; rerun to retry them"
+        )
         return 1
     return EXIT_OK
 

@@ -1,40 +1,100 @@
 """Replicate the study: R simulated studies, the paper's estimators, the paper's table.
 
 Each replication draws a new population, graph and assignment from its own seed
-(``SeedSequence.spawn`` of the master seed), runs the study world to the collection date,
-measures it as the study did (:mod:`sim.experiment`) and applies the paper's estimators
-(:mod:`sim.estimate`). The first ``true_reps`` replications are also run as twins (the
-mirror world with every arm flipped), which gives the model's true effect beside the
-estimate. Replications run in a process pool; the table gathers, per outcome, the mean
-estimate, the spread of the estimate across replications (what one study's noise is),
-the mean of the per-replication SEs, the true effect, and the paper's numbers.
+(child ``i`` of ``SeedSequence(seed)``), runs the study world to the collection date,
+measures it as the study did and applies the paper's estimators
+(:func:`sim.study.run_study`). The first ``true_reps`` replications are also run as
+twins (the mirror world with every arm flipped), which gives the model's true effect
+beside the estimate. The table gathers, per outcome, the mean estimate, the spread of
+the estimate across replications (what one study's noise is), the mean of the
+per-replication SEs, the true effect, and the paper's numbers.
+
+Replications are tasks of :mod:`sim.runner` (task ``r0000`` is replication 0), run on
+a local process pool or a Dask cluster and written to a result folder, one file per
+replication: its estimates (with the true effects), the twins' truth, the new-job curves
+and, for replication 0, the matched study dataset. The folder of ``credsim reproduce``::
+
+    <out>/reproduce.toml      the master seed (the folder's record)
+    <out>/scenario.toml       the resolved scenario (a record too)
+    <out>/manifest.json       provenance and one entry per session
+    <out>/tasks/r0000.parquet one file per finished replication
+    <out>/results.parquet     every replication's rows
+    <out>/reproduce.json, study.parquet, figures, report.md   the outputs
+
+Rerunning on the folder resumes: finished replications are read back, the missing ones
+run (more replications reuse the ones done, since replication ``i``'s seed does not
+depend on how many there are).
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import math
-import pickle
+import tempfile
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from sim import defaults
 from sim.params import Scenario
-from sim.study import run_study
+from sim.runner import (
+    ESTIMATE_COLUMNS,
+    Record,
+    ResultStore,
+    Task,
+    TaskFn,
+    open_executor,
+    open_store,
+    raise_failed,
+    run_task,
+    run_tasks,
+    scenario_record,
+    write_atomic,
+)
 from sim.targets import TARGETS
 
-__all__ = ["ROW_IDS", "Replication", "replicate", "run_replication", "summarize"]
+__all__ = [
+    "ROW_IDS",
+    "Replication",
+    "default_out",
+    "replicate",
+    "replication_tasks",
+    "summarize",
+]
 
 #: Stable ids of the rows of reproduce.json (TARGETS.md outcomes and tertiles).
-ROW_IDS = ("shared", "new_job", "new_job_in_scope", "any_view", "new_job_low",
-           "new_job_medium", "new_job_high")
-LATE_IDS = ("late_new_job", "late_new_job_in_scope", "late_new_job_low",
-            "late_new_job_medium", "late_new_job_high")
+ROW_IDS = (
+    "shared",
+    "new_job",
+    "new_job_in_scope",
+    "any_view",
+    "new_job_low",
+    "new_job_medium",
+    "new_job_high",
+)
+LATE_IDS = (
+    "late_new_job",
+    "late_new_job_in_scope",
+    "late_new_job_low",
+    "late_new_job_medium",
+    "late_new_job_high",
+)
 COX_IDS = ("new_job_cox", "new_job_in_scope_cox")
+
+#: The columns of one replication's estimates (sim.estimate.STUDY_COLUMNS): its rows
+#: (StudyResult.rows) without the true effect.
+_STUDY_COLUMNS = tuple(c for c in ESTIMATE_COLUMNS if c != "true_effect")
+
+
+def default_out(scenario: Scenario) -> Path:
+    """The default result folder of ``credsim reproduce`` for ``scenario``."""
+    from sim.store import safe_name
+
+    return defaults.REPRODUCE_DIR / f"reproduce-{safe_name(scenario.meta.name)}"
 
 
 @dataclass
@@ -49,62 +109,120 @@ class Replication:
     dataset: pd.DataFrame | None  # the matched study dataset (kept for replication 0)
 
 
-def run_replication(scenario: Scenario, seed: np.random.SeedSequence, index: int,
-                    twin: bool, keep_dataset: bool) -> Replication:
-    """One replication (top level, so a process pool can run it): :func:`run_study`."""
-    res = run_study(scenario, seed, twin=twin, keep_dataset=keep_dataset)
-    return Replication(index, list(seed.spawn_key), res.estimates, res.true, res.curves,
-                       res.dataset)
+def replication_tasks(
+    scenario: Scenario, replications: int, seed: int, true_reps: int = defaults.REPRODUCE_TRUE_REPS
+) -> list[Task]:
+    """The replications as tasks: ``r0000`` ... with the seeds of
+    ``SeedSequence(seed).spawn(replications)``; the first ``true_reps`` with twins, the
+    first one keeping its study dataset."""
+    width = max(4, len(str(replications - 1)))
+    return [
+        Task(
+            task_id=f"r{i:0{width}d}",
+            overrides={},
+            seed_entropy=int(seed),
+            spawn_key=(i,),
+            base=scenario,
+            twin=i < true_reps,
+            keep_dataset=i == 0,
+            replication=i,
+            index=i,
+        )
+        for i in range(replications)
+    ]
 
 
-def replicate(scenario: Scenario, replications: int, seed: int, workers: int = 2,
-              true_reps: int = 4,
-              progress: Callable[[int, int], None] | None = None,
-              cache_dir: Path | None = None) -> list[Replication]:
-    """Run ``replications`` studies from ``SeedSequence(seed).spawn(replications)``.
+def _records(scenario: Scenario, seed: int, source: str) -> list[Record]:
+    return [
+        Record("reproduce.toml", f"[reproduce]\nseed = {int(seed)}\n", f"--seed {seed}"),
+        scenario_record("scenario.toml", scenario, source),
+    ]
 
-    With ``cache_dir``, each finished replication is stored there (written to a temporary
-    file, then renamed) and a rerun with the same scenario, seed and twin settings loads
-    it instead of running it again: an interrupted reproduce resumes.
+
+def _replication(store: ResultStore, task: Task) -> Replication:
+    """A finished replication, read back from the store."""
+    rows = store.read(task)
+    tables = store.tables(task)
+    est = rows.loc[:, list(_STUDY_COLUMNS)].copy()
+    for c in ("id", "outcome", "group", "estimator"):
+        est[c] = est[c].astype(str)
+    est["n"] = est["n"].astype("int64")
+    truth = tables.get("truth")
+    true = (
+        {}
+        if truth is None or truth.empty
+        else {str(k): float(v) for k, v in zip(truth["id"], truth["true_effect"], strict=True)}
+    )
+    return Replication(
+        task.index, list(task.spawn_key), est, true, tables["curves"], tables.get("dataset")
+    )
+
+
+def replicate(
+    scenario: Scenario,
+    replications: int = defaults.REPRODUCE_REPLICATIONS,
+    seed: int = defaults.REPRODUCE_SEED,
+    *,
+    true_reps: int = defaults.REPRODUCE_TRUE_REPS,
+    out: str | Path | None = None,
+    executor: Executor | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    task_fn: TaskFn = run_task,
+    source: str | None = None,
+    manifest: dict | None = None,
+    session: dict | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[Replication]:
+    """Run ``replications`` studies from ``SeedSequence(seed)``; every one, in order.
+
+    Args:
+        out: the result folder (see the module docstring): created, or resumed when it
+            holds this scenario and seed. Without it the replications go to a temporary
+            folder, deleted at the end.
+        executor: where the tasks run (any ``concurrent.futures.Executor``, e.g. a Dask
+            cluster's); default a local pool of ``workers`` processes (one worker: this
+            process).
+        progress: ``progress(done, total)`` over all the replications, the ones found
+            done first.
+        task_fn: runs one replication (default :func:`sim.runner.run_task`).
+        source, manifest, session: recorded in the folder (the scenario's file, the
+            provenance written when the folder is started, this session's entry).
+
+    Raises:
+        sim.runner.StoreError: ``out`` holds another scenario or seed, or is in use.
+        sim.runner.TaskFailed: replications failed (each is recorded in the folder; a
+            rerun runs them again).
     """
-    seeds = np.random.SeedSequence(seed).spawn(replications)
-    jobs = {i: (scenario, s, i, i < true_reps, i == 0) for i, s in enumerate(seeds)}
-    done: dict[int, Replication] = {}
-    if cache_dir is not None:
-        cache_dir = Path(cache_dir)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        key = hashlib.sha256(
-            (scenario.to_toml() + f"|{seed}|{true_reps}").encode()).hexdigest()[:16]
-        for i in jobs:
-            f = cache_dir / f"{key}-{i:04d}.pkl"
-            if f.exists():
-                try:
-                    done[i] = pickle.loads(f.read_bytes())
-                except (pickle.UnpicklingError, EOFError, AttributeError, ValueError):
-                    f.unlink()  # cut short by an interruption: run it again
-
-    def keep(rep: Replication) -> None:
-        done[rep.index] = rep
-        if cache_dir is not None:
-            f = cache_dir / f"{key}-{rep.index:04d}.pkl"
-            tmp = f.with_suffix(".tmp")
-            tmp.write_bytes(pickle.dumps(rep))
-            tmp.replace(f)
-        if progress:
-            progress(len(done), replications)
-
-    if progress:
-        progress(len(done), replications)
-    todo = [j for i, j in jobs.items() if i not in done]
-    if workers <= 1 or len(todo) <= 1:
-        for j in todo:
-            keep(run_replication(*j))
-    else:
-        with ProcessPoolExecutor(min(workers, len(todo))) as pool:
-            futures = [pool.submit(run_replication, *j) for j in todo]
-            for f in as_completed(futures):
-                keep(f.result())
-    return [done[i] for i in sorted(done)]
+    tasks = replication_tasks(scenario, replications, seed, true_reps)
+    records = _records(scenario, seed, source or f"scenario {scenario.meta.name!r}")
+    with contextlib.ExitStack() as stack:
+        if out is None:
+            out = stack.enter_context(tempfile.TemporaryDirectory(prefix="credsim-reproduce-"))
+        store = stack.enter_context(open_store(out, "reproduced study", records, manifest))
+        if executor is None:
+            executor = stack.enter_context(open_executor(workers, in_process=True)).executor
+        before = sum(store.done(t) for t in tasks)
+        if before and log:
+            log(f"{out}: {before} of {replications} replications already done")
+        report = (
+            None
+            if progress is None
+            else (lambda done, _todo: progress(before + done, replications))
+        )
+        run = run_tasks(tasks, store, executor, task_fn, progress=report, log=log)
+        store.consolidate(tasks)
+        store.record_session(
+            {
+                **(session or {}),
+                "ran": run.ran,
+                "already_done": run.already_done,
+                "failed": len(run.failed),
+                "wall_seconds": round(run.wall_seconds, 3),
+            }
+        )
+        raise_failed(store, tasks, "replications")
+        return [_replication(store, t) for t in tasks]
 
 
 def summarize(reps: list[Replication]) -> pd.DataFrame:
@@ -135,8 +253,10 @@ def summarize(reps: list[Replication]) -> pd.DataFrame:
         if tgt is not None:
             lo, hi = tgt.ci95()
             row.update(
-                paper_itt_pp=tgt.itt_pp, paper_se=tgt.se_pp,
-                paper_control_mean=tgt.control_mean, paper_rel=tgt.rel,
+                paper_itt_pp=tgt.itt_pp,
+                paper_se=tgt.se_pp,
+                paper_control_mean=tgt.control_mean,
+                paper_rel=tgt.rel,
                 in_paper_ci=bool(lo <= row["itt_pp"] <= hi),
                 control_within=abs(row["control_mean"] - tgt.control_mean),
             )
@@ -155,15 +275,19 @@ def checks(table: pd.DataFrame) -> dict[str, bool]:
     tert = ("new_job_low", "new_job_medium", "new_job_high")
     return {
         "every row's mean estimate in the paper's 95% CI": bool(
-            all(t.loc[i, "in_paper_ci"] for i in paper_rows)),
-        "control means within 1 pp (tertiles within 2 pp)": bool(all(
-            t.loc[i, "control_within"] <= (2.0 if i in tert else 1.0) for i in paper_rows)),
+            all(t.loc[i, "in_paper_ci"] for i in paper_rows)
+        ),
+        "control means within 1 pp (tertiles within 2 pp)": bool(
+            all(t.loc[i, "control_within"] <= (2.0 if i in tert else 1.0) for i in paper_rows)
+        ),
         "relative new-job effect 5%-7%": bool(0.05 <= rel("new_job") <= 0.07),
         "low-tertile relative effect 9.5%-12.5%": bool(0.095 <= rel("new_job_low") <= 0.125),
         "low > medium > high (relative)": bool(
-            rel("new_job_low") > rel("new_job_medium") > rel("new_job_high")),
+            rel("new_job_low") > rel("new_job_medium") > rel("new_job_high")
+        ),
         "spread of the new-job ITT within 1.5x of 0.452 pp": bool(
-            0.452 / 1.5 <= t.loc["new_job", "sim_sd"] <= 0.452 * 1.5),
+            0.452 / 1.5 <= t.loc["new_job", "sim_sd"] <= 0.452 * 1.5
+        ),
     }
 
 
@@ -173,47 +297,81 @@ def _fmt(v: float, nd: int = 2) -> str:
 
 def markdown_table(table: pd.DataFrame) -> str:
     """The reproduce table as Markdown (used by the report)."""
-    head = ("| id | control mean sim / paper (%) | ITT sim (pp) | SD across reps | mean SE | "
-            "true ITT | paper ITT (SE) | relative sim / paper | in paper 95% CI |")
+    head = (
+        "| id | control mean sim / paper (%) | ITT sim (pp) | SD across reps | mean SE | "
+        "true ITT | paper ITT (SE) | relative sim / paper | in paper 95% CI |"
+    )
     lines = [head, "|" + "---|" * 9]
     for _, r in table.iterrows():
         paper = r.get("paper_itt_pp")
         has_paper = paper is not None and isinstance(paper, float) and math.isfinite(paper)
-        lines.append("| " + " | ".join([
-            r["id"],
-            f"{_fmt(r['control_mean'])} / {_fmt(r.get('paper_control_mean'))}",
-            _fmt(r["itt_pp"], 3), _fmt(r["sim_sd"], 3), _fmt(r["itt_se"], 3),
-            _fmt(r["true_itt_pp"], 3),
-            f"{_fmt(paper, 3)} ({_fmt(r.get('paper_se'), 3)})" if has_paper else "",
-            f"{_fmt(100 * r['rel'], 1)}% / "
-            + (f"{_fmt(100 * r['paper_rel'], 1)}%" if has_paper and r.get("paper_rel")
-               is not None and math.isfinite(r.get("paper_rel")) else ""),
-            ("yes" if r.get("in_paper_ci") else "no") if has_paper else "",
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["id"],
+                    f"{_fmt(r['control_mean'])} / {_fmt(r.get('paper_control_mean'))}",
+                    _fmt(r["itt_pp"], 3),
+                    _fmt(r["sim_sd"], 3),
+                    _fmt(r["itt_se"], 3),
+                    _fmt(r["true_itt_pp"], 3),
+                    f"{_fmt(paper, 3)} ({_fmt(r.get('paper_se'), 3)})" if has_paper else "",
+                    f"{_fmt(100 * r['rel'], 1)}% / "
+                    + (
+                        f"{_fmt(100 * r['paper_rel'], 1)}%"
+                        if has_paper
+                        and r.get("paper_rel") is not None
+                        and math.isfinite(r.get("paper_rel"))
+                        else ""
+                    ),
+                    ("yes" if r.get("in_paper_ci") else "no") if has_paper else "",
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
 def write_outputs(out, table: pd.DataFrame, reps: list[Replication], manifest: dict) -> None:
-    """reproduce.json, study.parquet, the figures and report.md into ``out``."""
+    """reproduce.json, study.parquet, the figures and report.md into ``out`` (each file
+    written atomically)."""
     import json
-    from pathlib import Path
 
     from sim import plots
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = {r["id"]: {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                      for k, v in r.items() if k != "id"} for r in table.to_dict("records")}
-    res = {"manifest": manifest, "rows": rows, "checks": checks(table),
-           "replications": [{"index": r.index, "spawn_key": r.spawn_key,
-                             "estimates": r.estimates.to_dict("records"), "true": r.true}
-                            for r in reps]}
-    (out / "reproduce.json").write_text(json.dumps(res, indent=2, default=str))
+    rows = {
+        r["id"]: {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in r.items()
+            if k != "id"
+        }
+        for r in table.to_dict("records")
+    }
+    res = {
+        "manifest": manifest,
+        "rows": rows,
+        "checks": checks(table),
+        "replications": [
+            {
+                "index": r.index,
+                "spawn_key": r.spawn_key,
+                "estimates": r.estimates.to_dict("records"),
+                "true": r.true,
+            }
+            for r in reps
+        ],
+    }
+    write_atomic(out / "reproduce.json", json.dumps(res, indent=2, default=str))
     first = next(r for r in reps if r.dataset is not None)
-    first.dataset.to_parquet(out / "study.parquet", index=False)
+    write_atomic(out / "study.parquet", lambda fh: first.dataset.to_parquet(fh, index=False))
     curves = pd.concat([r.curves.assign(rep=r.index) for r in reps], ignore_index=True)
-    plots.cumulative_new_jobs(curves).savefig(out / "cumulative_new_jobs.png", dpi=120)
-    plots.tertile_effects(table).savefig(out / "tertile_effects.png", dpi=120)
+    for name, fig in (
+        ("cumulative_new_jobs.png", plots.cumulative_new_jobs(curves)),
+        ("tertile_effects.png", plots.tertile_effects(table)),
+    ):
+        write_atomic(out / name, lambda fh, fig=fig: fig.savefig(fh, format="png", dpi=120))
     ck = checks(table)
     n_true = sum(1 for r in reps if r.true)
     report = [
@@ -242,4 +400,4 @@ def write_outputs(out, table: pd.DataFrame, reps: list[Replication], manifest: d
         "`study.parquet` holds one replication's matched study dataset (one row per "
         "learner, the columns the study had) for anyone to rerun their own estimators.",
     ]
-    (out / "report.md").write_text("\n".join(report) + "\n")
+    write_atomic(out / "report.md", "\n".join(report) + "\n")

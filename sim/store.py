@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +47,7 @@ __all__ = [
     "jsonable",
     "manifest",
     "package_versions",
+    "safe_name",
     "summarize",
     "write_run",
 ]
@@ -178,6 +180,11 @@ def manifest(
 
 
 # ---- the run folder -------------------------------------------------------------------
+
+
+def safe_name(name: str) -> str:
+    """A scenario name usable as a folder name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "scenario"
 
 
 def _remove(path: Path) -> None:

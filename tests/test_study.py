@@ -14,9 +14,11 @@ from sim import calibrate as cal
 from sim import reproduce, scenarios
 from sim.model import NO_WEEK
 from sim.params import Scenario, load_scenario
+from sim.runner import StoreError, TaskFailed
 from sim.study import (
     OUTCOMES,
     population_dataset,
+    run_study,
     run_twins,
     study_dataset,
     true_effects,
@@ -41,8 +43,17 @@ def test_study_dataset_measures_as_the_study_did(twins):
     lf = tw.study.learners
     ds = study_dataset(lf, scn)
     assert len(ds) == int(lf["matched"].sum())
-    for col in (*OUTCOMES, "treated", "stratum", "batch", "new_job_weeks", "followup_weeks",
-                "any_view", "employed_baseline", "education"):
+    for col in (
+        *OUTCOMES,
+        "treated",
+        "stratum",
+        "batch",
+        "new_job_weeks",
+        "followup_weeks",
+        "any_view",
+        "employed_baseline",
+        "education",
+    ):
         assert col in ds
     assert ds["batch"].max() < scn.calendar.matched_batches
     m = lf[lf["matched"]].reset_index(drop=True)
@@ -94,26 +105,35 @@ def test_true_effect_on_sharing_is_positive_with_a_nudge(twins):
     assert (po["shared_1"] >= po["shared_0"]).mean() > 0.999
 
 
-def test_replications_resume_from_the_cache(tmp_path, monkeypatch):
+def test_replications_resume_from_the_store(tmp_path):
     scn = _small(3_000)
-    first = reproduce.replicate(scn, 3, seed=5, workers=1, true_reps=1, cache_dir=tmp_path)
+    first = reproduce.replicate(scn, 3, seed=5, workers=1, true_reps=1, out=tmp_path)
     assert [r.index for r in first] == [0, 1, 2]
     assert first[0].true and not first[1].true
     assert first[0].dataset is not None and first[1].dataset is None
+    # what the store gives back is what the study gave
+    direct = run_study(scn, np.random.SeedSequence(5).spawn(3)[0], twin=True, keep_dataset=True)
+    pd.testing.assert_frame_equal(first[0].estimates, direct.estimates)
+    assert first[0].true == direct.true
+    pd.testing.assert_frame_equal(first[0].curves, direct.curves)
+    pd.testing.assert_frame_equal(first[0].dataset, direct.dataset)
 
-    def boom(*args, **kwargs):
-        raise AssertionError("a cached replication ran again")
+    def boom(task):
+        raise AssertionError(f"{task.task_id} ran again")
 
-    monkeypatch.setattr(reproduce, "run_replication", boom)
-    again = reproduce.replicate(scn, 3, seed=5, workers=1, true_reps=1, cache_dir=tmp_path)
+    again = reproduce.replicate(scn, 3, seed=5, workers=1, true_reps=1, out=tmp_path, task_fn=boom)
     for r1, r2 in zip(first, again, strict=True):
         pd.testing.assert_frame_equal(r1.estimates, r2.estimates)
     # a replication file cut short by an interruption is run again, not trusted
-    victim = sorted(tmp_path.glob("*-0002.pkl"))[0]
+    victim = tmp_path / "tasks" / "r0002.parquet"
     victim.write_bytes(victim.read_bytes()[:20])
-    monkeypatch.undo()
-    third = reproduce.replicate(scn, 3, seed=5, workers=1, true_reps=1, cache_dir=tmp_path)
+    with pytest.raises(TaskFailed, match="r0002 ran again"):
+        reproduce.replicate(scn, 3, seed=5, workers=1, true_reps=1, out=tmp_path, task_fn=boom)
+    third = reproduce.replicate(scn, 3, seed=5, workers=1, true_reps=1, out=tmp_path)
     pd.testing.assert_frame_equal(first[2].estimates, third[2].estimates)
+    # another seed is another study: refused, nothing touched
+    with pytest.raises(StoreError, match="different reproduced study"):
+        reproduce.replicate(scn, 3, seed=6, workers=1, out=tmp_path, task_fn=boom)
 
 
 def test_replications_differ_and_table_has_every_row(tmp_path):
@@ -130,8 +150,13 @@ def test_replications_differ_and_table_has_every_row(tmp_path):
     checks = reproduce.checks(table)
     assert len(checks) == 6 and all(isinstance(v, bool) for v in checks.values())
     reproduce.write_outputs(tmp_path, table, reps, {"seed": 9, "scenario": "t"})
-    for f in ("reproduce.json", "study.parquet", "cumulative_new_jobs.png",
-              "tertile_effects.png", "report.md"):
+    for f in (
+        "reproduce.json",
+        "study.parquet",
+        "cumulative_new_jobs.png",
+        "tertile_effects.png",
+        "report.md",
+    ):
         assert (tmp_path / f).stat().st_size > 0
     study = pd.read_parquet(tmp_path / "study.parquet")
     assert {"treated", "stratum", "batch", "new_job", "new_job_weeks", "views"} <= set(study)
@@ -146,27 +171,33 @@ def test_sharing_block_hits_its_targets():
     assert fit["sharing.nudge_strength"] > 0
 
 
-def test_calibration_cache_replays_evaluations(tmp_path, monkeypatch):
+def test_calibration_replays_evaluations_from_the_store(tmp_path):
     calls = []
 
-    def fake(args):
-        data, _seed = args
-        calls.append(data["market"]["vacancies_per_1000"])
-        return {m: data["market"]["vacancies_per_1000"] for m, _, _ in cal.moment_targets()}
+    def fake(task):
+        calls.append((task.overrides["market.vacancies_per_1000"], task.replication))
+        v = task.overrides["market.vacancies_per_1000"] + task.replication
+        ids = [m.removesuffix(".control") for m, _, _ in cal.moment_targets()[::2]]
+        return pd.DataFrame({"id": ids, "control_mean": v, "true_effect": v, "n": 10})
 
-    monkeypatch.setattr(cal, "_evaluate", fake)
-    c = cal.Calibration(_small(2_000), 1, tmp_path, workers=1, log=lambda _m: None,
-                        n_seeds=2)
+    def calibration(seed: int = 1) -> cal.Calibration:
+        return cal.Calibration(
+            _small(2_000), seed, tmp_path, workers=1, log=lambda _m: None, n_seeds=2, task_fn=fake
+        )
+
     pts = [{"market.vacancies_per_1000": 5.0}, {"market.vacancies_per_1000": 6.0}]
-    first = c.evaluate_many(pts, None)
-    assert calls == [5.0, 5.0, 6.0, 6.0]  # each point at each seed
-    assert first[1]["new_job.itt"] == 6.0  # moments are averaged over the seeds
-    c2 = cal.Calibration(_small(2_000), 1, tmp_path, workers=1, log=lambda _m: None,
-                         n_seeds=2)
-    assert c2.evaluate_many(pts, None) == first
+    first = calibration().evaluate_many(pts)
+    assert sorted(calls) == [(5.0, 0), (5.0, 1), (6.0, 0), (6.0, 1)]  # each point, each seed
+    assert first[1]["new_job.itt"] == 6.5  # moments are averaged over the seeds
+    assert len(list((tmp_path / "tasks").glob("*.parquet"))) == 4  # one file per twin run
+    c2 = calibration()
+    assert c2.evaluate_many([*pts, pts[0]]) == [*first, first[0]]
     assert len(calls) == 4  # nothing ran again
+    assert c2.ran == 0 and len(c2.evaluated) == 4
     r = c2.residuals(first[0])
     assert r.shape == (len(cal.moment_targets()),) and np.isfinite(r).all()
+    with pytest.raises(StoreError, match="different calibration"):
+        calibration(seed=2).evaluate_many(pts)
 
 
 def test_logit_transform_round_trips():
@@ -192,8 +223,11 @@ def test_paper_scenario_is_the_calibration_output():
     # moves exactly the fitted parameters
     base = load_scenario("uncalibrated")
     changed = {
-        f"{s}.{k}" for s, sec in scn.to_dict().items() if s != "meta"
-        for k, v in sec.items() if base.to_dict()[s][k] != v
+        f"{s}.{k}"
+        for s, sec in scn.to_dict().items()
+        if s != "meta"
+        for k, v in sec.items()
+        if base.to_dict()[s][k] != v
     }
     assert changed == set(prov["fitted"]), changed ^ set(prov["fitted"])
     assert {"objective", "seed", "commit", "targets", "simulated"} <= set(prov)

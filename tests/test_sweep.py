@@ -1,16 +1,15 @@
 """Tests of parameter sweeps (``sim.sweep``, ``credsim sweep``).
 
 Design and validation are pure and fast. Real tasks run the model at 2,000 learners; the
-resume and worker-death tests use a slow fake task, written to a temporary module so
-that worker processes (a process pool, a Dask worker) can import it. The Dask tests start
-a real scheduler and workers as separate processes on the loopback interface and tear
-them down at the end of the module; the worker-death test is marked slow (``-m slow``).
+resume and worker-death tests use slow fake tasks (``tests/task_fakes.py``), which worker
+processes (a process pool, a Dask worker) import by name. The Dask tests use a real
+scheduler and workers started as separate processes on the loopback interface
+(``conftest.dask_cluster``); the worker-death test is marked slow (``-m slow``).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import multiprocessing
 import os
@@ -18,17 +17,23 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_global_random_state_is, global_random_state
+from conftest import (
+    Cluster,
+    assert_global_random_state_is,
+    global_random_state,
+    helper_env,
+    stop_process,
+)
 
 from sim import cli, scenarios, sweep
 from sim.params import Scenario
+from sim.runner.store import _locked
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / "experiments" / "sweeps"
@@ -49,45 +54,13 @@ twin = true
 "signal.credibility" = { values = [0.3, 0.9] }
 """
 
-#: The fake tasks, importable by worker processes (see the `fakes` fixture).
-FAKES = '''\
-"""Fake sweep tasks for tests/test_sweep.py (written at test time)."""
-import time
-
-import numpy as np
-import pandas as pd
-
-
-def estimates(task):
-    """Two estimates drawn from the task's seed (so reruns must give the same)."""
-    rng = np.random.default_rng(task.seed)
-    ids = ["shared", "new_job"]
-    return pd.DataFrame({"id": ids, "outcome": ids, "group": "all", "estimator": "fake",
-                         "effect": rng.normal(size=2), "se": 1.0, "n": 100,
-                         "control_mean": 10.0, "rel": 0.1, "rel_se": 0.01,
-                         "true_effect": 0.5})
-
-
-def fail_on_point_1(task):
-    if task.point == 1:
-        raise RuntimeError(f"boom at {task.task_id}")
-    return estimates(task)
-
-
-def slow(task, seconds=0.5, log=None):
-    """Log the task id (one line, appended), sleep, return estimates."""
-    if log:
-        with open(log, "a") as fh:
-            fh.write(task.task_id + "\\n")
-    time.sleep(seconds)
-    return estimates(task)
-'''
-
 
 def _fake_sweep(n_points: int, replications: int = 2, name: str = "fake") -> str:
     values = ", ".join(str(round(0.1 * (i + 1), 2)) for i in range(n_points))
-    return (f'[sweep]\nname = "{name}"\nbase = "small"\nreplications = {replications}\n'
-            f'seed = 5\n\n[parameters]\n"signal.credibility" = {{ values = [{values}] }}\n')
+    return (
+        f'[sweep]\nname = "{name}"\nbase = "small"\nreplications = {replications}\n'
+        f'seed = 5\n\n[parameters]\n"signal.credibility" = {{ values = [{values}] }}\n'
+    )
 
 
 def _spawn_pool(workers: int) -> ProcessPoolExecutor:
@@ -113,25 +86,6 @@ def _check_complete(results: pd.DataFrame, tasks: list[sweep.Task], ids: set[str
     assert (results["status"] == "ok").all()
 
 
-@pytest.fixture(scope="session")
-def fakes(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """The fake-task module, importable here and by spawned or Dask worker processes."""
-    folder = tmp_path_factory.mktemp("fakes")
-    _write(folder, "sweep_fakes.py", FAKES)
-    sys.path.insert(0, str(folder))
-    module = importlib.import_module("sweep_fakes")
-    module.FOLDER = folder
-    yield module
-    sys.path.remove(str(folder))
-    sys.modules.pop("sweep_fakes", None)
-
-
-def _env(fakes_folder: Path) -> dict[str, str]:
-    """Environment of helper processes: the project and the fakes importable."""
-    path = os.pathsep.join([str(fakes_folder), str(ROOT), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "PYTHONPATH": path.rstrip(os.pathsep), "OMP_NUM_THREADS": "1"}
-
-
 # ---- design and seeds -------------------------------------------------------------------
 
 
@@ -139,10 +93,17 @@ def test_expansion_is_deterministic_with_spawned_seeds() -> None:
     text = TINY.replace("[0.3, 0.9]", "[0.3, 0.6, 0.9]")
     a, b = sweep.expand(sweep.parse_sweep(text)), sweep.expand(sweep.parse_sweep(text))
     assert a == b
-    assert [t.task_id for t in a] == ["p0000-r00", "p0000-r01", "p0001-r00", "p0001-r01",
-                                      "p0002-r00", "p0002-r01"]
+    assert [t.task_id for t in a] == [
+        "p0000-r00",
+        "p0000-r01",
+        "p0001-r00",
+        "p0001-r01",
+        "p0002-r00",
+        "p0002-r01",
+    ]
     assert [(t.point, t.replication, t.index) for t in a] == [
-        (p, r, 2 * p + r) for p in range(3) for r in range(2)]
+        (p, r, 2 * p + r) for p in range(3) for r in range(2)
+    ]
     assert [t.overrides for t in a][::2] == [{"signal.credibility": v} for v in (0.3, 0.6, 0.9)]
     children = np.random.SeedSequence(11).spawn(6)
     for t, child in zip(a, children, strict=True):
@@ -166,8 +127,11 @@ def test_grid_and_list_form_a_full_factorial_last_key_fastest() -> None:
     nudge = Scenario().sharing.nudge_strength
     assert spec.points[:3] == (
         {"signal.credibility": 0.1, "visibility.enabled": True, "sharing.nudge_strength": nudge},
-        {"signal.credibility": 0.1, "visibility.enabled": True,
-         "sharing.nudge_strength": 2 * nudge},
+        {
+            "signal.credibility": 0.1,
+            "visibility.enabled": True,
+            "sharing.nudge_strength": 2 * nudge,
+        },
         {"signal.credibility": 0.1, "visibility.enabled": False, "sharing.nudge_strength": nudge},
     )
     assert sorted({p["signal.credibility"] for p in spec.points}) == [0.1, 0.2, 0.3]
@@ -176,12 +140,15 @@ def test_grid_and_list_form_a_full_factorial_last_key_fastest() -> None:
 
 @pytest.mark.parametrize("method", ["sobol", "lhs"])
 def test_sampled_designs_fill_the_ranges_and_follow_the_seed(method: str) -> None:
-    text = TINY.replace(
-        '"signal.credibility" = { values = [0.3, 0.9] }',
-        '"signal.credibility" = { range = [0.2, 0.8] }\n'
-        '"population.n_learners" = { range = [1500, 3000] }\n'
-        '"visibility.enabled" = { values = [true, false] }',
-    ).replace('"population.n_learners" = 2000\n', "") + f'\n[sample]\nmethod = "{method}"\nn = 8\n'
+    text = (
+        TINY.replace(
+            '"signal.credibility" = { values = [0.3, 0.9] }',
+            '"signal.credibility" = { range = [0.2, 0.8] }\n'
+            '"population.n_learners" = { range = [1500, 3000] }\n'
+            '"visibility.enabled" = { values = [true, false] }',
+        ).replace('"population.n_learners" = 2000\n', "")
+        + f'\n[sample]\nmethod = "{method}"\nn = 8\n'
+    )
     before = global_random_state()
     spec = sweep.parse_sweep(text)
     assert_global_random_state_is(before)  # the design has its own seeded stream
@@ -201,8 +168,10 @@ def test_sampled_designs_fill_the_ranges_and_follow_the_seed(method: str) -> Non
 
 
 def test_treated_share_one_records_true_effects_from_twins() -> None:
-    text = TINY.replace('"signal.credibility" = { values = [0.3, 0.9] }',
-                        '"study.treated_share" = { values = [1.0] }')
+    text = TINY.replace(
+        '"signal.credibility" = { values = [0.3, 0.9] }',
+        '"study.treated_share" = { values = [1.0] }',
+    )
     task = sweep.expand(sweep.parse_sweep(text))[0]
     rows = sweep.task_rows(task)
     assert (rows["status"] == "ok").all(), rows["traceback"].iloc[0]
@@ -215,35 +184,56 @@ def test_treated_share_one_records_true_effects_from_twins() -> None:
 # ---- validation --------------------------------------------------------------------------
 
 _BAD = {
-    "unknown sweep key": (("replications = 2", "replicatons = 2"),
-                          ["unknown key in [sweep] 'replicatons'",
-                           "did you mean 'replications'"]),
-    "unknown table": (("[parameters]", "[paramters]"),
-                      ["unknown table 'paramters'", "did you mean 'parameters'"]),
-    "unknown parameter": (('"signal.credibility" =', '"signal.credibilty" ='),
-                          ["unknown scenario key 'signal.credibilty'",
-                           "did you mean 'signal.credibility'"]),
+    "unknown sweep key": (
+        ("replications = 2", "replicatons = 2"),
+        ["unknown key in [sweep] 'replicatons'", "did you mean 'replications'"],
+    ),
+    "unknown table": (
+        ("[parameters]", "[paramters]"),
+        ["unknown table 'paramters'", "did you mean 'parameters'"],
+    ),
+    "unknown parameter": (
+        ('"signal.credibility" =', '"signal.credibilty" ='),
+        ["unknown scenario key 'signal.credibilty'", "did you mean 'signal.credibility'"],
+    ),
     "unknown spec key": (("{ values =", "{ valuess ="), ["did you mean 'values'"]),
-    "out of range": (("[0.3, 0.9]", "[0.3, 1.5]"),
-                     ["signal.credibility", "allowed range [0, 1]", "got 1.5"]),
-    "grid out of range": (("{ values = [0.3, 0.9] }", "{ grid = [0.5, 1.25, 4] }"),
-                          ["signal.credibility", "allowed range [0, 1]", "got 1.25"]),
-    "override out of range": (("= 2000", "= 100"),
-                              ["[sweep.overrides]", "population.n_learners",
-                               "allowed range [200, 5000000]"]),
+    "out of range": (
+        ("[0.3, 0.9]", "[0.3, 1.5]"),
+        ["signal.credibility", "allowed range [0, 1]", "got 1.5"],
+    ),
+    "grid out of range": (
+        ("{ values = [0.3, 0.9] }", "{ grid = [0.5, 1.25, 4] }"),
+        ["signal.credibility", "allowed range [0, 1]", "got 1.25"],
+    ),
+    "override out of range": (
+        ("= 2000", "= 100"),
+        ["[sweep.overrides]", "population.n_learners", "allowed range [200, 5000000]"],
+    ),
     "wrong type": (("[0.3, 0.9]", '["high", 0.9]'), ["signal.credibility", "'high'"]),
-    "replications 0": (("replications = 2", "replications = 0"),
-                       ["replications: expected an integer >= 1, got 0"]),
-    "replications as text": (("replications = 2", 'replications = "2"'),
-                             ["replications: expected an integer, got '2'"]),
+    "replications 0": (
+        ("replications = 2", "replications = 0"),
+        ["replications: expected an integer >= 1, got 0"],
+    ),
+    "replications as text": (
+        ("replications = 2", 'replications = "2"'),
+        ["replications: expected an integer, got '2'"],
+    ),
     "negative seed": (("seed = 11", "seed = -1"), ["seed: expected an integer >= 0"]),
-    "no such base": (('base = "small"', 'base = "smal"'),
-                     ["base = 'smal': no such scenario", "small"]),
-    "range without sample": (("{ values = [0.3, 0.9] }", "{ range = [0.3, 0.9] }"),
-                             ["add a [sample] table"]),
-    "empty arm without twin": (('[parameters]\n"signal.credibility" = { values = [0.3, 0.9] }',
-                                '[parameters]\n"study.treated_share" = { values = [0.5, 1.0] }'),
-                               ["treated_share = 1.0", "twin = true"]),
+    "no such base": (
+        ('base = "small"', 'base = "smal"'),
+        ["base = 'smal': no such scenario", "small"],
+    ),
+    "range without sample": (
+        ("{ values = [0.3, 0.9] }", "{ range = [0.3, 0.9] }"),
+        ["add a [sample] table"],
+    ),
+    "empty arm without twin": (
+        (
+            '[parameters]\n"signal.credibility" = { values = [0.3, 0.9] }',
+            '[parameters]\n"study.treated_share" = { values = [0.5, 1.0] }',
+        ),
+        ["treated_share = 1.0", "twin = true"],
+    ),
     "not TOML": (("seed = 11", "seed = = 11"), ["not valid TOML"]),
     # 2,000 learners: ~84 matched; 0.999 leaves ~0.1 in the control arm (point 1)
     "nearly empty arm": (('"signal.credibility" = { values = [0.3, 0.9] }',
@@ -291,10 +281,14 @@ def test_cli_rejects_a_bad_sweep_file_with_exit_2(tmp_path: Path, capsys) -> Non
 def test_experiment_sweep_files_are_valid() -> None:
     """Every file of experiments/sweeps/ loads and expands (paper -> baseline if absent)."""
     expected = {  # name: (points, replications, twin)
-        "nudge_credibility": (100, 2, True), "credibility_boost": (5, 4, True),
-        "stronger_nudge": (5, 4, True), "everyone_nudged": (2, 4, True),
-        "channels": (4, 4, True), "small_demo": (9, 2, False),
-        "signal_precision": (4, 4, True), "bench_small": (10, 10, False),
+        "nudge_credibility": (100, 2, True),
+        "credibility_boost": (5, 4, True),
+        "stronger_nudge": (5, 4, True),
+        "everyone_nudged": (2, 4, True),
+        "channels": (4, 4, True),
+        "small_demo": (9, 2, False),
+        "signal_precision": (4, 4, True),
+        "bench_small": (10, 10, False),
         "everyone_nudged_pause": (2, 4, True),
     }
     files = sorted(SWEEPS.glob("*.toml"))
@@ -309,11 +303,17 @@ def test_experiment_sweep_files_are_valid() -> None:
         assert (spec.n_points, spec.replications, spec.twin) == expected[path.stem], path
         assert len(sweep.expand(spec)) == spec.n_tasks
     channels = sweep.parse_sweep(
-        (SWEEPS / "channels.toml").read_text().replace('"paper"', '"baseline"'))
+        (SWEEPS / "channels.toml").read_text().replace('"paper"', '"baseline"')
+    )
     assert {tuple(p.values()) for p in channels.points} == {
-        (True, True), (True, False), (False, True), (False, False)}
+        (True, True),
+        (True, False),
+        (False, True),
+        (False, False),
+    }
     grid = sweep.parse_sweep(
-        (SWEEPS / "nudge_credibility.toml").read_text().replace('"paper"', '"baseline"'))
+        (SWEEPS / "nudge_credibility.toml").read_text().replace('"paper"', '"baseline"')
+    )
     nudges = sorted({p["sharing.nudge_strength"] for p in grid.points})
     base = grid.base.sharing.nudge_strength
     assert nudges[0] == 0 and nudges[-1] == pytest.approx(4 * base) and len(nudges) == 10
@@ -356,8 +356,8 @@ def test_local_run_writes_every_file(local_run: tuple[Path, Path, int]) -> None:
         assert (rows["spawn_key"] == json.dumps([t.index])).all()
         assert (rows["wall_seconds"] > 0).all()
         pd.testing.assert_frame_equal(  # the task file and the table agree
-            rows.reset_index(drop=True),
-            pd.read_parquet(out / "tasks" / f"{t.task_id}.parquet"))
+            rows.reset_index(drop=True), pd.read_parquet(out / "tasks" / f"{t.task_id}.parquet")
+        )
     shared = results[results["id"] == "shared"]
     assert shared["true_effect"].notna().all() and shared["effect"].notna().all()
 
@@ -372,7 +372,8 @@ def test_local_run_writes_every_file(local_run: tuple[Path, Path, int]) -> None:
 
 
 def test_rerun_skips_finished_tasks_and_refuses_another_sweep(
-        local_run: tuple[Path, Path, int], tmp_path: Path, capsys) -> None:
+    local_run: tuple[Path, Path, int], tmp_path: Path, capsys
+) -> None:
     path, out, _ = local_run
     before = {p.name: p.stat().st_mtime_ns for p in _task_files(out)}
     assert cli.main(["sweep", str(path), "--workers", "1", "--out", str(out)]) == 0
@@ -410,14 +411,17 @@ def test_a_failing_task_is_recorded_and_the_others_finish(fakes, tmp_path: Path)
     assert sorted(set(summary["point"])) == [0, 2]
 
     assert (again.already_done, again.ran, again.ok) == (4, 2, True)
-    _check_complete(pd.read_parquet(out / "results.parquet"), sweep.expand(spec),
-                    {"shared", "new_job"})
+    _check_complete(
+        pd.read_parquet(out / "results.parquet"), sweep.expand(spec), {"shared", "new_job"}
+    )
 
 
 def test_cli_exits_1_after_writing_everything_when_a_task_fails(
-        fakes, tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(sweep, "run_sweep", functools.partial(
-        sweep.run_sweep, task_fn=fakes.fail_on_point_1))
+    fakes, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setattr(
+        sweep, "run_sweep", functools.partial(sweep.run_sweep, task_fn=fakes.fail_on_point_1)
+    )
     path = _write(tmp_path, "fake.toml", _fake_sweep(2, replications=1))
     out = tmp_path / "out"
     assert cli.main(["sweep", str(path), "--workers", "1", "--out", str(out)]) == 1
@@ -431,12 +435,12 @@ _RUNNER = """\
 import functools, multiprocessing, sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-import sweep_fakes
+import task_fakes
 from sim import sweep
 
 if __name__ == "__main__":
     spec = sweep.load_sweep(sys.argv[1])
-    task = functools.partial(sweep_fakes.slow, seconds=0.4, log=sys.argv[3])
+    task = functools.partial(task_fakes.slow, seconds=0.4, log=sys.argv[3])
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(2, mp_context=ctx) as pool:
         outcome = sweep.run_sweep(spec, sys.argv[2], pool, task)
@@ -448,12 +452,17 @@ def test_resume_after_sigkill_runs_only_the_missing_tasks(fakes, tmp_path: Path)
     spec_path = _write(tmp_path, "fake.toml", _fake_sweep(8))  # 16 tasks of 0.4 s
     runner = _write(tmp_path, "runner.py", _RUNNER)
     out = tmp_path / "out"
-    env = _env(fakes.FOLDER)
+    env = helper_env()
 
     def start(log: Path) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, str(runner), str(spec_path), str(out), str(log)], cwd=ROOT,
-            env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            [sys.executable, str(runner), str(spec_path), str(out), str(log)],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
 
     first = start(tmp_path / "log1")
     try:
@@ -486,90 +495,20 @@ def test_resume_after_sigkill_runs_only_the_missing_tasks(fakes, tmp_path: Path)
     for t in tasks:  # same seeds, same numbers, whichever session ran the task
         expected = fakes.estimates(t)["effect"].to_numpy()
         np.testing.assert_array_equal(
-            results.loc[results["task_id"] == t.task_id, "effect"].to_numpy(), expected)
+            results.loc[results["task_id"] == t.task_id, "effect"].to_numpy(), expected
+        )
     assert sorted(p.name for p in (out / "tasks").iterdir()) == [
-        f"{t.task_id}.parquet" for t in tasks]
+        f"{t.task_id}.parquet" for t in tasks
+    ]
     assert len(json.loads((out / "manifest.json").read_text())["sessions"]) == 1
 
 
 # ---- a real Dask cluster -----------------------------------------------------------------
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Terminate a helper process group, then kill it if it lingers."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=20)
-        except ProcessLookupError:
-            pass
-
-
-class _Cluster:
-    """A scheduler and workers started as separate processes (one session each)."""
-
-    def __init__(self, folder: Path, env: dict[str, str]):
-        self.folder, self.env = folder, env
-        self.procs: list[subprocess.Popen] = []
-        self.address = ""
-
-    def _start(self, name: str, args: list[str]) -> subprocess.Popen:
-        with open(self.folder / f"{name}.log", "wb") as log:  # the child keeps its copy
-            proc = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=self.env,
-                                    stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        self.procs.append(proc)
-        return proc
-
-    def start_scheduler(self) -> None:
-        file = self.folder / "scheduler.json"
-        self._start("scheduler", ["distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                                  "--port", "0", "--no-dashboard", "--scheduler-file",
-                                  str(file)])
-        deadline = time.monotonic() + 90
-        while not file.exists() or not file.read_text().strip():
-            assert time.monotonic() < deadline, self.logs()
-            time.sleep(0.1)
-        self.address = json.loads(file.read_text())["address"]
-
-    def start_worker(self, name: str) -> subprocess.Popen:
-        return self._start(name, ["distributed.cli.dask_worker", self.address, "--name", name,
-                                  "--nworkers", "1", "--nthreads", "1", "--host", "127.0.0.1",
-                                  "--no-dashboard", "--death-timeout", "60"])
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-2000:]
-                         for p in sorted(self.folder.glob("*.log")))
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            _stop(proc)
-
-
-@pytest.fixture(scope="module")
-def dask_cluster(tmp_path_factory: pytest.TempPathFactory, fakes) -> Iterator[_Cluster]:
-    """A Dask scheduler and two single-thread workers on 127.0.0.1."""
-    distributed = pytest.importorskip("distributed")
-    cluster = _Cluster(tmp_path_factory.mktemp("dask"), _env(fakes.FOLDER))
-    try:
-        cluster.start_scheduler()
-        cluster.start_worker("w1")
-        cluster.start_worker("w2")
-        with distributed.Client(cluster.address, timeout="30s") as client:
-            try:
-                client.wait_for_workers(2, timeout=120)
-            except TimeoutError:
-                pytest.fail(f"Dask workers did not start:\n{cluster.logs()}")
-        yield cluster
-    finally:
-        cluster.stop()
-
-
 def test_dask_cluster_gives_the_local_results_task_by_task(
-        local_run: tuple[Path, Path, int], dask_cluster: _Cluster, tmp_path: Path) -> None:
+    local_run: tuple[Path, Path, int], dask_cluster: Cluster, tmp_path: Path
+) -> None:
     path, local_out, _ = local_run
     out = tmp_path / "dask"
     code = cli.main(["sweep", str(path), "--scheduler", dask_cluster.address, "--out", str(out)])
@@ -583,8 +522,9 @@ def test_dask_cluster_gives_the_local_results_task_by_task(
 
 
 @pytest.mark.slow  # ~12 s more on top of the cluster test above; run with -m slow
-def test_dask_sweep_completes_when_a_worker_dies(dask_cluster: _Cluster, fakes,
-                                                 tmp_path: Path) -> None:
+def test_dask_sweep_completes_when_a_worker_dies(
+    dask_cluster: Cluster, fakes, tmp_path: Path
+) -> None:
     from distributed import Client
 
     extra = dask_cluster.start_worker("doomed")
@@ -592,8 +532,9 @@ def test_dask_sweep_completes_when_a_worker_dies(dask_cluster: _Cluster, fakes,
     try:
         with Client(dask_cluster.address, timeout="30s") as client:
             client.wait_for_workers(3, timeout=120)
-            doomed = next(a for a, w in client.scheduler_info()["workers"].items()
-                          if w["name"] == "doomed")
+            doomed = next(
+                a for a, w in client.scheduler_info()["workers"].items() if w["name"] == "doomed"
+            )
             busy: list[bool] = []
 
             def progress(done: int, total: int) -> None:
@@ -605,15 +546,22 @@ def test_dask_sweep_completes_when_a_worker_dies(dask_cluster: _Cluster, fakes,
                     killed.append(done)
 
             spec = sweep.parse_sweep(_fake_sweep(5))  # 10 tasks of 1.5 s on 3 workers
-            outcome = sweep.run_sweep(spec, tmp_path / "out", client.get_executor(pure=False),
-                                      functools.partial(fakes.slow, seconds=1.5),
-                                      progress=progress)
+            outcome = sweep.run_sweep(
+                spec,
+                tmp_path / "out",
+                client.get_executor(pure=False),
+                functools.partial(fakes.slow, seconds=1.5),
+                progress=progress,
+            )
     finally:
-        _stop(extra)
+        stop_process(extra)
     assert killed and busy == [True], "the worker was not killed while it held a task"
     assert outcome.ok and outcome.ran == 10, outcome.failed
-    _check_complete(pd.read_parquet(tmp_path / "out" / "results.parquet"),
-                    sweep.expand(spec), {"shared", "new_job"})
+    _check_complete(
+        pd.read_parquet(tmp_path / "out" / "results.parquet"),
+        sweep.expand(spec),
+        {"shared", "new_job"},
+    )
 
 
 def test_a_sweep_folder_is_used_by_one_process_at_a_time(tmp_path: Path) -> None:
@@ -621,10 +569,9 @@ def test_a_sweep_folder_is_used_by_one_process_at_a_time(tmp_path: Path) -> None
     out = tmp_path / "out"
     out.mkdir()
     with ThreadPoolExecutor(1) as pool:
-        with sweep._locked(out), pytest.raises(sweep.SweepError, match="another sweep is"):
+        with _locked(out, "sweep"), pytest.raises(sweep.SweepError, match="another sweep is"):
             sweep.run_sweep(spec, out, pool)
         (tmp_path / "other").mkdir()
         _write(tmp_path / "other", "notes.txt", "mine")
         with pytest.raises(sweep.SweepError, match="not a sweep folder"):
             sweep.run_sweep(spec, tmp_path / "other", pool)
-
