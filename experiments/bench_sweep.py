@@ -48,11 +48,13 @@ def _subset(sweep_file: Path, n_tasks: int | None, folder: Path) -> Path:
 
     spec = load_sweep(sweep_file)
     if n_tasks % spec.n_points:
-        raise SystemExit(f"--tasks {n_tasks}: must be a multiple of the sweep's "
-                         f"{spec.n_points} points")
+        raise SystemExit(
+            f"--tasks {n_tasks}: must be a multiple of the sweep's {spec.n_points} points"
+        )
     text = sweep_file.read_text(encoding="utf-8")
-    text = text.replace(f"replications = {spec.replications}",
-                        f"replications = {n_tasks // spec.n_points}", 1)
+    text = text.replace(
+        f"replications = {spec.replications}", f"replications = {n_tasks // spec.n_points}", 1
+    )
     path = folder / sweep_file.name
     path.write_text(text, encoding="utf-8")
     return path
@@ -76,8 +78,17 @@ def timed_sweep(sweep_file: Path, workers: int, out: Path) -> dict[str, float]:
     """``credsim sweep`` in a fresh process; its wall time and the tasks' own times."""
     import pandas as pd
 
-    cmd = [sys.executable, "-m", "sim.cli", "sweep", str(sweep_file),
-           "--workers", str(workers), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sim.cli",
+        "sweep",
+        str(sweep_file),
+        "--workers",
+        str(workers),
+        "--out",
+        str(out),
+    ]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
@@ -89,41 +100,66 @@ def timed_sweep(sweep_file: Path, workers: int, out: Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sweep", type=Path, default=DEFAULT_SWEEP, help="sweep file")
-    parser.add_argument("--tasks", type=int, default=None,
-                        help="run only this many tasks (fewer replications)")
+    parser.add_argument(
+        "--tasks", type=int, default=None, help="run only this many tasks (fewer replications)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="credsim-bench-sweep-") as tmp:
         folder = Path(tmp)
         sweep_file = _subset(args.sweep, args.tasks, folder)
-        print(f"{sweep_file.name}: {platform.python_implementation()} "
-              f"{platform.python_version()}, {os.cpu_count()} cores", flush=True)
+        print(
+            f"{sweep_file.name}: {platform.python_implementation()} "
+            f"{platform.python_version()}, {os.cpu_count()} cores",
+            flush=True,
+        )
         serial, per_task = in_process(sweep_file)
         n = len(per_task)
-        print(f"in-process, no runner : {n} tasks in {serial:7.1f} s "
-              f"({serial / n:.2f} s per task)", flush=True)
+        print(
+            f"in-process, no runner : {n} tasks in {serial:7.1f} s ({serial / n:.2f} s per task)",
+            flush=True,
+        )
         runs = {}
         for workers in (1, 2):
             out = folder / f"w{workers}"
             runs[workers] = r = timed_sweep(sweep_file, workers, out)
             shutil.rmtree(out)
-            print(f"credsim sweep, {workers} worker{'s' if workers > 1 else ' '}: {n} tasks "
-                  f"in {r['wall']:7.1f} s (tasks' own time {r['task_sum']:.1f} s)", flush=True)
+            print(
+                f"credsim sweep, {workers} worker{'s' if workers > 1 else ' '}: {n} tasks "
+                f"in {r['wall']:7.1f} s (tasks' own time {r['task_sum']:.1f} s)",
+                flush=True,
+            )
     w1, w2 = runs[1]["wall"], runs[2]["wall"]
     overhead = (w1 - runs[1]["task_sum"]) / n
     drift = runs[1]["task_sum"] / serial - 1
     print(f"speed-up, 2 workers over 1: {w1 / w2:.2f}x")
-    print(f"runner overhead per task (1 worker, wall minus the tasks' own time): "
-          f"{overhead:.3f} s ({100 * overhead / (serial / n):.1f}% of a task)")
-    print(f"the tasks' own time in the worker vs in-process: {100 * drift:+.1f}% (first-task "
-          "imports, and the machine's own speed drifting between the runs)")
+    print(
+        f"runner overhead per task (1 worker, wall minus the tasks' own time): "
+        f"{overhead:.3f} s ({100 * overhead / (serial / n):.1f}% of a task)"
+    )
+    print(
+        f"the tasks' own time in the worker vs in-process: {100 * drift:+.1f}% (first-task "
+        "imports, and the machine's own speed drifting between the runs)"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"tasks": n, "in_process": serial, "w1": w1, "w2": w2,
-                                         "w1_tasks": runs[1]["task_sum"],
-                                         "w2_tasks": runs[2]["task_sum"],
-                                         "speedup": w1 / w2, "overhead_per_task": overhead},
-                                        indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "tasks": n,
+                    "in_process": serial,
+                    "w1": w1,
+                    "w2": w2,
+                    "w1_tasks": runs[1]["task_sum"],
+                    "w2_tasks": runs[2]["task_sum"],
+                    "speedup": w1 / w2,
+                    "overhead_per_task": overhead,
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
     return 0
 
 

@@ -61,12 +61,18 @@ def _assignment(text: str) -> tuple[str, object]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", default="paper", help="scenario name or file")
-    parser.add_argument("--learners", type=int, default=None,
-                        help="population size (default: the scenario's)")
+    parser.add_argument(
+        "--learners", type=int, default=None, help="population size (default: the scenario's)"
+    )
     parser.add_argument("--seed", type=int, default=7, help="seed of the twin pair")
-    parser.add_argument("--set", type=_assignment, action="append", default=[],
-                        metavar="KEY=VALUE", help="change a scenario parameter, e.g. "
-                        "market.search_pause_weeks=26 (repeatable)")
+    parser.add_argument(
+        "--set",
+        type=_assignment,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a scenario parameter, e.g. market.search_pause_weeks=26 (repeatable)",
+    )
     args = parser.parse_args(argv)
     base = load_scenario(args.scenario)
     if args.set:
@@ -81,16 +87,22 @@ def main(argv: list[str] | None = None) -> int:
         po = tw.potential_outcomes()
         m = po[po["matched"]]
         for world, result, k in (("everyone", tw.study, "1"), ("no one", tw.mirror, "0")):
-            rows.append({"channels": label, "nudged": world,
-                         **world_row(result, m[f"new_job_{k}"].mean(),
-                                     po[f"new_job_{k}"].mean())})
+            rows.append(
+                {
+                    "channels": label,
+                    "nudged": world,
+                    **world_row(result, m[f"new_job_{k}"].mean(), po[f"new_job_{k}"].mean()),
+                }
+            )
         print(f"{label}: done", flush=True)
     table = pd.DataFrame(rows).set_index(["channels", "nudged"])
     with pd.option_context("display.width", 160, "display.float_format", "{:.3f}".format):
         changes = "".join(f", {k} = {v}" for k, v in args.set)
-        print(f"\n{args.learners or base.population.n_learners:,} learners, seed "
-              f"{args.seed}{changes}; whole run ({base.calendar.burn_in_weeks} burn-in "
-              "weeks included) for the market totals")
+        print(
+            f"\n{args.learners or base.population.n_learners:,} learners, seed "
+            f"{args.seed}{changes}; whole run ({base.calendar.burn_in_weeks} burn-in "
+            "weeks included) for the market totals"
+        )
         print(table.to_string())
     return 0
 

@@ -41,8 +41,10 @@ class Learner(mesa.Agent):
 
     def __repr__(self) -> str:
         arm = "treated" if self.treated else "control"
-        return (f"Learner({self.idx}, {self.domain}, {arm}, shared={self.shared}, "
-                f"employed={self.employed})")
+        return (
+            f"Learner({self.idx}, {self.domain}, {arm}, shared={self.shared}, "
+            f"employed={self.employed})"
+        )
 
     # pre-treatment traits
     @property
@@ -145,14 +147,14 @@ class Learner(mesa.Agent):
     @property
     def neighbors(self) -> list[Learner]:
         """Learners linked to this one."""
-        return [self.model.learner(int(j)) for j in self.model.network.learner_neighbors(
-            self.idx)]
+        return [self.model.learner(int(j)) for j in self.model.network.learner_neighbors(self.idx)]
 
     @property
     def employer_links(self) -> list[Employer]:
         """Employers whose recruiters follow this learner."""
-        return [self.model.employer(int(e)) for e in self.model.network.employer_neighbors(
-            self.idx)]
+        return [
+            self.model.employer(int(e)) for e in self.model.network.employer_neighbors(self.idx)
+        ]
 
 
 class Employer(mesa.Agent):
@@ -185,5 +187,4 @@ class Employer(mesa.Agent):
     @property
     def followees(self) -> list[Learner]:
         """Learners this employer's recruiters follow."""
-        return [self.model.learner(int(j)) for j in self.model.network.employer_followees(
-            self.idx)]
+        return [self.model.learner(int(j)) for j in self.model.network.employer_followees(self.idx)]

@@ -638,8 +638,12 @@ class _Breslow:
         else:
             warnings.warn("Cox Newton-Raphson did not converge", RuntimeWarning, stacklevel=3)
         if abs(beta[0]) > _DIVERGED:
-            warnings.warn(f"Cox: the treatment's log hazard ratio {beta[0]:.1f} is diverging "
-                          "(no events in one arm?)", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"Cox: the treatment's log hazard ratio {beta[0]:.1f} is diverging "
+                "(no events in one arm?)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         return beta, np.linalg.inv(info)
 
     def score_residuals(self, beta: np.ndarray) -> np.ndarray:

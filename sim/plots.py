@@ -46,12 +46,14 @@ def cumulative_new_jobs(curves: pd.DataFrame) -> Figure:
         c = curves[curves["treated"] == arm]
         g = c.groupby("months")["share"]
         mean = 100 * g.mean()
-        ax.plot(mean.index, mean.values, marker="o", ms=3, color=ARM_COLORS[arm],
-                label=ARM_LABELS[arm])
+        ax.plot(
+            mean.index, mean.values, marker="o", ms=3, color=ARM_COLORS[arm], label=ARM_LABELS[arm]
+        )
         if "rep" in c and c["rep"].nunique() > 1:
             lo, hi = 100 * g.quantile(0.025), 100 * g.quantile(0.975)
-            ax.fill_between(mean.index, lo.values, hi.values, color=ARM_COLORS[arm],
-                            alpha=0.2, lw=0)
+            ax.fill_between(
+                mean.index, lo.values, hi.values, color=ARM_COLORS[arm], alpha=0.2, lw=0
+            )
     ax.set_xlabel("months since randomization")
     ax.set_ylabel("share reporting a new job (%)")
     ax.set_title("Cumulative new jobs by arm (matched sample)")
@@ -78,14 +80,23 @@ def tertile_effects(table: pd.DataFrame) -> Figure:
     pse = t.loc[groups, "paper_se"].to_numpy(float)
     sim = t.loc[groups, "itt_pp"].to_numpy(float)
     ssd = t.loc[groups, "sim_sd"].to_numpy(float)
-    ax.errorbar(x - 0.12, paper, yerr=1.96 * pse, fmt="s", color="black", capsize=3,
-                label="paper (95% CI)")
-    ax.errorbar(x + 0.12, sim, yerr=1.96 * ssd, fmt="o", color=ARM_COLORS[1], capsize=3,
-                label="simulated: mean estimate, 95% range of one study")
+    ax.errorbar(
+        x - 0.12, paper, yerr=1.96 * pse, fmt="s", color="black", capsize=3, label="paper (95% CI)"
+    )
+    ax.errorbar(
+        x + 0.12,
+        sim,
+        yerr=1.96 * ssd,
+        fmt="o",
+        color=ARM_COLORS[1],
+        capsize=3,
+        label="simulated: mean estimate, 95% range of one study",
+    )
     true = t.loc[groups, "true_itt_pp"].to_numpy(float)
     if np.isfinite(true).any():
-        ax.scatter(x + 0.12, true, marker="x", color="crimson", zorder=3,
-                   label="model's true effect")
+        ax.scatter(
+            x + 0.12, true, marker="x", color="crimson", zorder=3, label="model's true effect"
+        )
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xticks(x, labels)
     ax.set_xlabel("predicted baseline employability (tertile)")
@@ -134,8 +145,14 @@ def _arm_curves_axes(curves: pd.DataFrame, column: str, ylabel: str, title: str)
     ax = fig.add_subplot()
     for arm in (0, 1):
         c = curves[curves["treated"] == arm].sort_values("weeks")
-        ax.plot(c["weeks"], 100 * c[column], marker="o", ms=2.5, color=ARM_COLORS[arm],
-                label=ARM_LABELS[arm])
+        ax.plot(
+            c["weeks"],
+            100 * c[column],
+            marker="o",
+            ms=2.5,
+            color=ARM_COLORS[arm],
+            label=ARM_LABELS[arm],
+        )
     ax.set_xlabel("weeks since the credential was granted")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -146,8 +163,15 @@ def _arm_curves_axes(curves: pd.DataFrame, column: str, ylabel: str, title: str)
         ax.set_ylim(0, max(ax.get_ylim()[1], 1.0))  # all zeros: 0-1%, not 0-0.05%
         ax.legend(frameon=False, loc="upper left")
     else:
-        ax.text(0.5, 0.5, "no credential granted yet (burn-in)", ha="center", va="center",
-                transform=ax.transAxes, color="grey")
+        ax.text(
+            0.5,
+            0.5,
+            "no credential granted yet (burn-in)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            color="grey",
+        )
         ax.set_xlim(0, 10)
         ax.set_ylim(0, 10)
     ax.grid(alpha=0.3)
@@ -161,8 +185,9 @@ def sharing_by_arm(curves: pd.DataFrame) -> Figure:
     (0/1) and ``shared`` (share in [0, 1] of the learners of that arm followed at least
     that many weeks who shared within them), as from :func:`sim.app.arm_curves`.
     """
-    return _arm_curves_axes(curves, "shared", "credential shared (% of arm)",
-                            "Sharing by arm (all learners)")
+    return _arm_curves_axes(
+        curves, "shared", "credential shared (% of arm)", "Sharing by arm (all learners)"
+    )
 
 
 def new_jobs_by_arm(curves: pd.DataFrame) -> Figure:
@@ -173,8 +198,12 @@ def new_jobs_by_arm(curves: pd.DataFrame) -> Figure:
     as the study counts it, started within them), as from :func:`sim.app.arm_curves`.
     Unlike the study, every job counts, reported or not.
     """
-    return _arm_curves_axes(curves, "new_job", "started a new job (% of arm)",
-                            "Cumulative new jobs by arm (all learners)")
+    return _arm_curves_axes(
+        curves,
+        "new_job",
+        "started a new job (% of arm)",
+        "Cumulative new jobs by arm (all learners)",
+    )
 
 
 def sample_neighbourhood(
@@ -227,8 +256,9 @@ def sample_neighbourhood(
     learners = sorted(g.nodes)
     members = set(learners)
     for i in learners:
-        g.add_edges_from((i, int(j)) for j in network.learner_neighbors(i)
-                         if int(j) in members and i < j)
+        g.add_edges_from(
+            (i, int(j)) for j in network.learner_neighbors(i) if int(j) in members and i < j
+        )
     g.add_edges_from(emp_links)
     pos = nx.spring_layout(g, seed=seed, iterations=200, k=1.5 / np.sqrt(max(len(g), 1)))
     nx.set_node_attributes(g, {v: tuple(map(float, p)) for v, p in pos.items()}, "pos")
@@ -262,10 +292,14 @@ def network_sample(
     fig.subplots_adjust(left=0.01, right=0.70, bottom=0.01, top=0.93)
     ax = fig.add_subplot()
     for employer_link, style in ((False, "solid"), (True, "dotted")):
-        segs = [(pos[u], pos[v]) for u, v in sample.edges
-                if (isinstance(u, str) or isinstance(v, str)) == employer_link]
-        ax.add_collection(LineCollection(segs, colors="#b0b0b0", linewidths=0.8,
-                                         linestyles=style, zorder=1))
+        segs = [
+            (pos[u], pos[v])
+            for u, v in sample.edges
+            if (isinstance(u, str) or isinstance(v, str)) == employer_link
+        ]
+        ax.add_collection(
+            LineCollection(segs, colors="#b0b0b0", linewidths=0.8, linestyles=style, zorder=1)
+        )
     emp_nodes = [v for v in sample.nodes if isinstance(v, str)]
     if emp_nodes:
         xy = np.array([pos[v] for v in emp_nodes])
@@ -281,37 +315,57 @@ def network_sample(
             for big in (False, True):
                 sel = (sh == sel_shared) & (is_seed == big)
                 if sel.any():
-                    ax.scatter(xy[sel, 0], xy[sel, 1], marker=marker,
-                               s=(170 if big else 55) * (1.15 if sel_shared else 1.0),
-                               facecolors=list(face[sel]), edgecolors=list(edge[sel]),
-                               linewidths=2.0 if big else 1.4, zorder=3)
+                    ax.scatter(
+                        xy[sel, 0],
+                        xy[sel, 1],
+                        marker=marker,
+                        s=(170 if big else 55) * (1.15 if sel_shared else 1.0),
+                        facecolors=list(face[sel]),
+                        edgecolors=list(edge[sel]),
+                        linewidths=2.0 if big else 1.4,
+                        zorder=3,
+                    )
     handles = [
         Line2D([], [], ls="", marker="o", ms=8, color=ARM_COLORS[1], label=ARM_LABELS[1]),
         Line2D([], [], ls="", marker="o", ms=8, color=ARM_COLORS[0], label=ARM_LABELS[0]),
-        Line2D([], [], ls="", marker="o", ms=8, mfc="black", mec="black",
-               label="employed (filled)"),
-        Line2D([], [], ls="", marker="o", ms=8, mfc="white", mec="black",
-               label="no job (hollow)"),
-        Line2D([], [], ls="", marker="D", ms=8, mfc="white", mec="black",
-               label="credential shared"),
-        Line2D([], [], ls="", marker="o", ms=12, mfc="white", mec="black", mew=2,
-               label="seed learner"),
+        Line2D(
+            [], [], ls="", marker="o", ms=8, mfc="black", mec="black", label="employed (filled)"
+        ),
+        Line2D([], [], ls="", marker="o", ms=8, mfc="white", mec="black", label="no job (hollow)"),
+        Line2D(
+            [], [], ls="", marker="D", ms=8, mfc="white", mec="black", label="credential shared"
+        ),
+        Line2D(
+            [], [], ls="", marker="o", ms=12, mfc="white", mec="black", mew=2, label="seed learner"
+        ),
     ]
     if emp_nodes:
-        handles.append(Line2D([], [], ls="", marker="s", ms=8, color="#7f7f7f",
-                              label="employer (its recruiters\nfollow the learner)"))
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.70, 0.5),
-               frameon=False, fontsize=8)
-    ax.set_title(title or f"{len(learners)} learners around {len(seeds)} seed learners",
-                 fontsize=10)
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker="s",
+                ms=8,
+                color="#7f7f7f",
+                label="employer (its recruiters\nfollow the learner)",
+            )
+        )
+    fig.legend(
+        handles=handles, loc="center left", bbox_to_anchor=(0.70, 0.5), frameon=False, fontsize=8
+    )
+    ax.set_title(
+        title or f"{len(learners)} learners around {len(seeds)} seed learners", fontsize=10
+    )
     ax.set_axis_off()
     ax.autoscale_view()
     ax.margins(0.05)
     return fig
 
 
-def _connected_seeds(network, treated: np.ndarray, n_seeds: int,
-                     rng: np.random.Generator) -> list[int]:
+def _connected_seeds(
+    network, treated: np.ndarray, n_seeds: int, rng: np.random.Generator
+) -> list[int]:
     """Seed learners of moderate degree, each linked to an earlier one when possible."""
     deg = np.diff(network.ll_indptr)
     moderate = (deg >= 4) & (deg <= 14)
@@ -335,8 +389,12 @@ def _connected_seeds(network, treated: np.ndarray, n_seeds: int,
 
 #: Colours of the employability tertiles (and of the whole matched sample).
 GROUP_COLORS = {"all": "black", "low": "#c44e52", "medium": "#8172b2", "high": "#55a868"}
-GROUP_LABELS = {"all": "all matched learners", "low": "low employability",
-                "medium": "medium employability", "high": "high employability"}
+GROUP_LABELS = {
+    "all": "all matched learners",
+    "low": "low employability",
+    "medium": "medium employability",
+    "high": "high employability",
+}
 
 
 def effect_heatmap(
@@ -379,8 +437,9 @@ def effect_heatmap(
     ax = fig.add_subplot()
     finite = z.compressed()
     halfrange = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1
-    mesh = ax.pcolormesh(xs, ys, z, shading="nearest", cmap="RdBu_r",
-                         norm=CenteredNorm(0.0, halfrange))
+    mesh = ax.pcolormesh(
+        xs, ys, z, shading="nearest", cmap="RdBu_r", norm=CenteredNorm(0.0, halfrange)
+    )
     fig.colorbar(mesh, ax=ax, label=colorbar_label)
     handles = []
     if finite.size and len(xs) >= 2 and len(ys) >= 2:
@@ -396,20 +455,36 @@ def effect_heatmap(
             if not np.nanmin(cz) <= level <= np.nanmax(cz):
                 continue  # no line on this grid (and no matplotlib warning)
             style = styles[i % len(styles)]
-            cs = ax.contour(cx, cy, cz, levels=[level], colors="black", linewidths=1.6,
-                            linestyles=style)
+            cs = ax.contour(
+                cx, cy, cz, levels=[level], colors="black", linewidths=1.6, linestyles=style
+            )
             ax.clabel(cs, fmt=lambda v: level_fmt.format(v), fontsize=9)
-            handles.append(Line2D([], [], color="black", ls=style,
-                                  label=f"{level_fmt.format(level)} {what}"))
+            handles.append(
+                Line2D([], [], color="black", ls=style, label=f"{level_fmt.format(level)} {what}")
+            )
     if marker is not None:
-        ax.scatter([marker[0]], [marker[1]], marker="*", s=260, color="gold",
-                   edgecolors="black", linewidths=1.0, zorder=5)
-        handles.append(Line2D([], [], ls="", marker="*", ms=14, mfc="gold", mec="black",
-                              label=marker_label))
+        ax.scatter(
+            [marker[0]],
+            [marker[1]],
+            marker="*",
+            s=260,
+            color="gold",
+            edgecolors="black",
+            linewidths=1.0,
+            zorder=5,
+        )
+        handles.append(
+            Line2D([], [], ls="", marker="*", ms=14, mfc="gold", mec="black", label=marker_label)
+        )
     if handles:
         wide = sum(len(h.get_label()) for h in handles) > 70
-        fig.legend(handles=handles, loc="outside lower center",
-                   ncols=2 if wide else len(handles), frameon=False, fontsize=8)
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncols=2 if wide else len(handles),
+            frameon=False,
+            fontsize=8,
+        )
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or y)
     if title:
@@ -443,11 +518,28 @@ def effect_curves(
     fig = Figure(figsize=(13 if has_shared else 9, 4.2), layout="constrained")
     axs = fig.subplots(1, 3 if has_shared else 2)
     n = len(groups)
-    for ax, (col, lo, hi, true, scale, ylabel) in zip(axs, (
-            ("effect", "effect_lo", "effect_hi", "true", 1.0,
-             "effect on a new job (percentage points)"),
-            ("rel", "rel_lo", "rel_hi", "true_rel", 100.0,
-             "effect on a new job, relative to control (%)")), strict=False):
+    for ax, (col, lo, hi, true, scale, ylabel) in zip(
+        axs,
+        (
+            (
+                "effect",
+                "effect_lo",
+                "effect_hi",
+                "true",
+                1.0,
+                "effect on a new job (percentage points)",
+            ),
+            (
+                "rel",
+                "rel_lo",
+                "rel_hi",
+                "true_rel",
+                100.0,
+                "effect on a new job, relative to control (%)",
+            ),
+        ),
+        strict=False,
+    ):
         span = table[x].max() - table[x].min() if len(table) else 0.0
         for i, g in enumerate(groups):
             t = table[table["group"] == g].sort_values(x)
@@ -456,14 +548,22 @@ def effect_curves(
             dx = (i - (n - 1) / 2) * 0.012 * (span or 1.0)  # keep the bars apart
             xv = t[x].to_numpy(float) + dx
             mean = scale * t[col].to_numpy(float)
-            err = np.vstack([mean - scale * t[lo].to_numpy(float),
-                             scale * t[hi].to_numpy(float) - mean])
-            ax.errorbar(xv, mean, yerr=np.where(np.isfinite(err), err, 0), marker="o",
-                        ms=4, capsize=2, color=GROUP_COLORS.get(g), label=GROUP_LABELS.get(g, g))
+            err = np.vstack(
+                [mean - scale * t[lo].to_numpy(float), scale * t[hi].to_numpy(float) - mean]
+            )
+            ax.errorbar(
+                xv,
+                mean,
+                yerr=np.where(np.isfinite(err), err, 0),
+                marker="o",
+                ms=4,
+                capsize=2,
+                color=GROUP_COLORS.get(g),
+                label=GROUP_LABELS.get(g, g),
+            )
             tv = scale * t[true].to_numpy(float)
             if np.isfinite(tv).any():
-                ax.plot(xv, tv, ls="--", marker="x", ms=5, color=GROUP_COLORS.get(g),
-                        alpha=0.8)
+                ax.plot(xv, tv, ls="--", marker="x", ms=5, color=GROUP_COLORS.get(g), alpha=0.8)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel(xlabel or x)
         ax.set_ylabel(ylabel)
@@ -472,21 +572,38 @@ def effect_curves(
         ax = axs[2]
         t = table[table["group"] == "shared"].sort_values(x)
         mean = t["effect"].to_numpy(float)
-        err = np.vstack([mean - t["effect_lo"].to_numpy(float),
-                         t["effect_hi"].to_numpy(float) - mean])
-        ax.errorbar(t[x], mean, yerr=np.where(np.isfinite(err), err, 0), marker="o", ms=4,
-                    capsize=2, color=ARM_COLORS[1], label="mean estimate (95% CI)")
+        err = np.vstack(
+            [mean - t["effect_lo"].to_numpy(float), t["effect_hi"].to_numpy(float) - mean]
+        )
+        ax.errorbar(
+            t[x],
+            mean,
+            yerr=np.where(np.isfinite(err), err, 0),
+            marker="o",
+            ms=4,
+            capsize=2,
+            color=ARM_COLORS[1],
+            label="mean estimate (95% CI)",
+        )
         if np.isfinite(t["true"].to_numpy(float)).any():
-            ax.plot(t[x], t["true"], ls="--", marker="x", color=ARM_COLORS[1],
-                    label="true effect (twins)")
+            ax.plot(
+                t[x],
+                t["true"],
+                ls="--",
+                marker="x",
+                color=ARM_COLORS[1],
+                label="true effect (twins)",
+            )
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel(xlabel or x)
         ax.set_ylabel("effect on sharing the credential (pp)")
         ax.legend(frameon=False, fontsize=8)
         ax.grid(alpha=0.3)
     handles = axs[0].get_legend_handles_labels()[0]
-    handles += [Line2D([], [], color="grey", marker="o", ms=4, label="mean estimate, 95% CI"),
-                Line2D([], [], color="grey", ls="--", marker="x", label="true effect (twins)")]
+    handles += [
+        Line2D([], [], color="grey", marker="o", ms=4, label="mean estimate, 95% CI"),
+        Line2D([], [], color="grey", ls="--", marker="x", label="true effect (twins)"),
+    ]
     axs[0].legend(handles=handles, frameon=False, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=11)
@@ -509,17 +626,18 @@ def crowding_out_bars(table: pd.DataFrame, *, title: str = "") -> Figure:
     kinds = table["kind"] if "kind" in table else pd.Series(["prediction"] * len(table))
     colors = [ARM_COLORS[0] if k == "prediction" else ARM_COLORS[1] for k in kinds]
     ax.bar(xs, jobs, color=colors, width=0.6)
-    ax.errorbar(xs, jobs, yerr=np.where(np.isfinite(err), err, 0), fmt="none",
-                ecolor="black", capsize=4)
+    ax.errorbar(
+        xs, jobs, yerr=np.where(np.isfinite(err), err, 0), fmt="none", ecolor="black", capsize=4
+    )
     for xi, j in zip(xs, jobs, strict=True):
         if np.isfinite(j):
-            ax.annotate(f"{j:,.0f}", (xi, j), xytext=(8, 3), textcoords="offset points",
-                        fontsize=9)
+            ax.annotate(f"{j:,.0f}", (xi, j), xytext=(8, 3), textcoords="offset points", fontsize=9)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xticks(xs, table["label"], fontsize=9)
     ax.set_ylabel("extra learners with a new job (count)")
-    ax.set_title(title or "Nudging everyone: the study's prediction and the total effect",
-                 fontsize=10)
+    ax.set_title(
+        title or "Nudging everyone: the study's prediction and the total effect", fontsize=10
+    )
     ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -542,16 +660,36 @@ def channel_effects(table: pd.DataFrame, *, title: str = "") -> Figure:
         t = table[table["group"] == g].set_index("label").reindex(labels)
         pos = xs + (i - (len(groups) - 1) / 2) * width
         mean = t["effect"].to_numpy(float)
-        err = np.vstack([mean - t["effect_lo"].to_numpy(float),
-                         t["effect_hi"].to_numpy(float) - mean])
-        ax.bar(pos, np.nan_to_num(mean), width=width * 0.9, color=GROUP_COLORS.get(g),
-               alpha=0.75, label=f"{GROUP_LABELS.get(g, g)}: mean estimate, 95% CI")
-        ax.errorbar(pos, mean, yerr=np.where(np.isfinite(err), err, 0), fmt="none",
-                    ecolor="black", capsize=3)
+        err = np.vstack(
+            [mean - t["effect_lo"].to_numpy(float), t["effect_hi"].to_numpy(float) - mean]
+        )
+        ax.bar(
+            pos,
+            np.nan_to_num(mean),
+            width=width * 0.9,
+            color=GROUP_COLORS.get(g),
+            alpha=0.75,
+            label=f"{GROUP_LABELS.get(g, g)}: mean estimate, 95% CI",
+        )
+        ax.errorbar(
+            pos,
+            mean,
+            yerr=np.where(np.isfinite(err), err, 0),
+            fmt="none",
+            ecolor="black",
+            capsize=3,
+        )
         tv = t["true"].to_numpy(float)
         if np.isfinite(tv).any():
-            ax.scatter(pos, tv, marker="x", s=50, color="black", zorder=3,
-                       label="true effect (twins)" if i == 0 else None)
+            ax.scatter(
+                pos,
+                tv,
+                marker="x",
+                s=50,
+                color="black",
+                zorder=3,
+                label="true effect (twins)" if i == 0 else None,
+            )
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xticks(xs, labels)
     ax.set_xlabel("channels from a shared credential to a job")

@@ -512,11 +512,25 @@ def _candidates(model: CredentialMarket, pause: float, seed: int = 11):
 
     scn = model.params.with_overrides({"market.search_pause_weeks": pause})
     st, pop, w = model.state, model.population, model.week
-    seen = dyn.visibility(scn, w, pop, copy.deepcopy(st), model.network,
-                          np.flatnonzero(st.shared)[:50], np.random.default_rng(seed))
-    return dyn.search_and_apply(scn, w, pop, copy.deepcopy(st), model.market, seen,
-                                np.random.default_rng(seed + 1),
-                                np.random.default_rng(seed + 2))
+    seen = dyn.visibility(
+        scn,
+        w,
+        pop,
+        copy.deepcopy(st),
+        model.network,
+        np.flatnonzero(st.shared)[:50],
+        np.random.default_rng(seed),
+    )
+    return dyn.search_and_apply(
+        scn,
+        w,
+        pop,
+        copy.deepcopy(st),
+        model.market,
+        seen,
+        np.random.default_rng(seed + 1),
+        np.random.default_rng(seed + 2),
+    )
 
 
 def test_unavailable_learners_are_dropped_and_the_draws_stay_the_same():

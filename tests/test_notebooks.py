@@ -33,20 +33,33 @@ def _params():
 
 def test_the_notebooks_are_found():
     assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} >= {
-        "01_quickstart.ipynb", "02_reproduce_the_study.ipynb",
-        "03_nudge_and_credibility.ipynb", "04_beyond_the_study.ipynb"}
+        "01_quickstart.ipynb",
+        "02_reproduce_the_study.ipynb",
+        "03_nudge_and_credibility.ipynb",
+        "04_beyond_the_study.ipynb",
+    }
 
 
 @pytest.mark.parametrize("path", list(_params()))
 def test_notebook_runs(path: Path):
     nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
-        f"{path.name} has outputs committed; clear them")
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+        f"{path.name} has outputs committed; clear them"
+    )
+    client = NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
     t0 = time.perf_counter()
     client.execute()  # raises CellExecutionError, with the cell and traceback, on an error
     print(f"{path.name}: {time.perf_counter() - t0:.1f} s")
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
+    errors = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors

@@ -86,12 +86,10 @@ def test_twins_mirror_the_assignment_on_the_same_population(twins):
 
 
 def test_true_effects_are_exactly_zero_without_a_nudge_or_a_channel():
-    scn = load_scenario("no_nudge").with_overrides(
-        {"population.n_learners": 5_000})
+    scn = load_scenario("no_nudge").with_overrides({"population.n_learners": 5_000})
     te = true_effects(run_twins(scn, 3).potential_outcomes())
     assert all(v == 0 for v in te.values()), te
-    scn = load_scenario("no_channels").with_overrides(
-        {"population.n_learners": 5_000})
+    scn = load_scenario("no_channels").with_overrides({"population.n_learners": 5_000})
     te = true_effects(run_twins(scn, 3).potential_outcomes())
     assert te["shared"] > 0
     assert te["new_job"] == 0 and te["new_job_in_scope"] == 0
@@ -237,8 +235,7 @@ def test_twins_from_a_spawned_seed_share_their_random_numbers():
     """Twin worlds given one SeedSequence object must get the same streams (a spawned
     replication seed is such an object; ``SeedSequence.spawn`` would advance it)."""
     seed = np.random.SeedSequence(99).spawn(3)[2]
-    scn = load_scenario("no_nudge").with_overrides(
-        {"population.n_learners": 4_000})
+    scn = load_scenario("no_nudge").with_overrides({"population.n_learners": 4_000})
     tw = run_twins(scn, seed)
     assert seed.n_children_spawned == 0
     te = true_effects(tw.potential_outcomes())

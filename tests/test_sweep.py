@@ -119,7 +119,8 @@ def test_grid_and_list_form_a_full_factorial_last_key_fastest() -> None:
         '"signal.credibility" = { values = [0.3, 0.9] }',
         '"signal.credibility" = { grid = [0.1, 0.3, 3] }\n'
         '"visibility.enabled" = { values = [true, false] }\n'
-        '"sharing.nudge_strength" = { values = [1, 2], relative = true }')
+        '"sharing.nudge_strength" = { values = [1, 2], relative = true }',
+    )
     # a base with the schema's round nudge (small's calibrated one has 16 digits)
     spec = sweep.parse_sweep(text.replace('base = "small"', 'base = "uncalibrated"'))
     assert spec.keys == ("signal.credibility", "visibility.enabled", "sharing.nudge_strength")
@@ -236,13 +237,22 @@ _BAD = {
     ),
     "not TOML": (("seed = 11", "seed = = 11"), ["not valid TOML"]),
     # 2,000 learners: ~84 matched; 0.999 leaves ~0.1 in the control arm (point 1)
-    "nearly empty arm": (('"signal.credibility" = { values = [0.3, 0.9] }',
-                          '"study.treated_share" = { values = [0.5, 0.999] }'),
-                         ["point 1", "key 'study.treated_share'", "control arm",
-                          "allowed range for this population [0.3572, 0.6428] share"]),
-    "population too small for two arms": (("= 2000", "= 1000"),
-                                          ["[sweep.overrides]", "key 'study.treated_share'",
-                                           "0 or 1 only", "n_learners >= 1,429"]),
+    "nearly empty arm": (
+        (
+            '"signal.credibility" = { values = [0.3, 0.9] }',
+            '"study.treated_share" = { values = [0.5, 0.999] }',
+        ),
+        [
+            "point 1",
+            "key 'study.treated_share'",
+            "control arm",
+            "allowed range for this population [0.3572, 0.6428] share",
+        ],
+    ),
+    "population too small for two arms": (
+        ("= 2000", "= 1000"),
+        ["[sweep.overrides]", "key 'study.treated_share'", "0 or 1 only", "n_learners >= 1,429"],
+    ),
 }
 
 
