@@ -115,7 +115,7 @@ def test_the_installed_credsim_runs_a_scenario_extending_a_packaged_one(
         encoding="utf-8",
     )
     run = subprocess.run(
-        [installed / "credsim", "run", "tiny.toml", "--quiet", "--no-agents"],
+        [installed / "credsim", "run", "tiny.toml", "--quiet"],
         cwd=elsewhere,
         capture_output=True,
         text=True,
