@@ -73,6 +73,7 @@ __all__ = [
     "choose",
     "expand_csr",
     "flows",
+    "hashed_uniform",
     "poisson_quantile",
     "posterior_mean",
     "report_new_jobs",
@@ -290,7 +291,7 @@ def share(
     Sharing never un-happens.
     """
     s = scn.sharing
-    u = rng.random(len(state.shared))  # one draw per learner, used or not (CRN)
+    u = rng.random(len(state.shared), dtype=np.float32)  # one per learner, used or not (CRN)
     idx = np.flatnonzero(~state.shared & (pop.grant_week <= week))
     grant, opens, tr = pop.grant_week[idx], state.app_open_week[idx], treated[idx]
     age = week - grant
@@ -354,8 +355,8 @@ def visibility(
     n = len(shared)
     p_see = v.feed_see_prob
     # fixed-size draws first (common random numbers across twin runs)
-    u_view = rng.random(n)
-    u_own = rng.random(n)
+    u_view = rng.random(n, dtype=np.float32)
+    u_own = rng.random(n, dtype=np.float32)
     granted = grant_week <= week
     rate = np.where(shared, v.shared_view_rate, v.unshared_view_rate) * activity
     views = (granted & (u_view < np.minimum(rate, 1.0))).astype(np.int32)
@@ -418,6 +419,20 @@ def unique_pairs(vacancy: np.ndarray, learner: np.ndarray) -> tuple[np.ndarray, 
     return key // width, key % width
 
 
+def hashed_uniform(key: np.uint64, idx: np.ndarray) -> np.ndarray:
+    """A uniform in [0, 1) for each index that depends on ``(key, index)`` alone
+    (splitmix64 of ``key + index``): per-learner draws for a few learners without drawing
+    for the whole population, the same for a learner in any world with the same key."""
+    z = idx.astype(np.uint64) + np.uint64(key)
+    z *= np.uint64(0x9E3779B97F4A7C15)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
 def poisson_quantile(lam: float, u: np.ndarray) -> np.ndarray:
     """``Poisson(lam)`` draws by inversion: the smallest ``k`` with ``F(k) > u``.
 
@@ -431,7 +446,7 @@ def poisson_quantile(lam: float, u: np.ndarray) -> np.ndarray:
     cdf = pdtr(np.arange(int(lam + 12 * math.sqrt(lam) + 30)), lam)  # P(X <= k)
     # the first few thresholds by comparison (cheap), the rare tail by binary search
     head = min(4, len(cdf))
-    x = np.zeros(len(u), dtype=np.int64)
+    x = np.zeros(len(u), dtype=np.int16)  # at most ~250 for the schema's rates
     for c in cdf[:head]:
         x += u >= c
     tail = np.flatnonzero(u >= cdf[head - 1])
@@ -451,6 +466,8 @@ def _pick_in_group(order, starts, counts, groups, u):
     """For each draw, a uniformly chosen member of ``groups`` (or -1 if it is empty)."""
     c = counts[groups]
     k = np.minimum((u * c).astype(np.int64), np.maximum(c - 1, 0))
+    if len(c) == 0 or c.min() > 0:  # every group chosen has members: no masks needed
+        return order[starts[groups] + k].astype(np.int64)
     out = np.full(len(groups), -1, dtype=np.int64)
     ok = c > 0
     out[ok] = order[starts[groups[ok]] + k[ok]]
@@ -496,20 +513,27 @@ def search_and_apply(
     nd = max(nd, int(vac.domain.max(initial=0)) + 1, 4)
     n_vac = len(vac)
     # applications: per-learner counts from a fixed-size draw
-    u_app = rng_apply.random(n)
+    u_app = rng_apply.random(n, dtype=np.float32)
     n_app = np.where(
         state.employed,
         poisson_quantile(m.applications_employed, u_app),
         poisson_quantile(m.applications_unemployed, u_app),
     )
-    app_learner = np.repeat(np.arange(n, dtype=np.int64), n_app)
+    app_learner = np.repeat(np.arange(n, dtype=np.int32), n_app)
     k = len(app_learner)
-    in_dom = rng_apply.random(k) < m.in_domain_application_share
-    target_dom = np.where(in_dom, domain[app_learner], rng_apply.integers(0, nd, k))
+    # one uniform decides the domain: below the in-domain share, the learner's own;
+    # above it, rescaled to a uniformly chosen domain
+    share = m.in_domain_application_share
+    u_dom = rng_apply.random(k, dtype=np.float32)
+    target_dom = domain[app_learner].astype(np.int64)
+    if share < 1:
+        other = np.flatnonzero(u_dom >= share)
+        pick = ((u_dom[other] - share) / (1.0 - share) * nd).astype(np.int64)
+        target_dom[other] = np.minimum(pick, nd - 1)
     v_order, v_starts, v_counts = _group_index(vac.domain.astype(np.int64), nd)
     app_vac = _pick_in_group(v_order, v_starts, v_counts, target_dom, rng_apply.random(k))
     ok = app_vac >= 0
-    app_vac, app_learner = app_vac[ok], app_learner[ok]
+    app_vac, app_learner = app_vac[ok], app_learner[ok].astype(np.int64)
 
     # recruiter search within the vacancy's domain, weighted by visibility
     boost = vis.search_boost if vis.enabled else 0.0
@@ -621,7 +645,7 @@ def choose(
     the one with the highest score; each vacancy is filled at most once.
     """
     m = scn.market
-    score = belief + m.fit_noise_sd * rng.standard_normal(len(vacancy))
+    score = belief + m.fit_noise_sd * rng.standard_normal(len(vacancy), dtype=np.float32)
 
     # best learner per vacancy: pairs come in vacancy blocks, so the first pair of a
     # block that reaches the block's maximum (ties have probability zero)
@@ -730,13 +754,15 @@ def report_new_jobs(
     """Phase 5, reporting: a new job that counts is put on the profile with probability
     ``report_prob`` after an exponential lag of mean ``report_lag_weeks``; the study sees
     it if the report comes by the collection date (``seen_job_week``,
-    ``seen_scope_job_week``). The draws are made per learner (common random numbers)."""
+    ``seen_scope_job_week``). Each learner's draws are a function of the week's key and
+    the learner alone (:func:`hashed_uniform`), so twin worlds agree on them learner by
+    learner (common random numbers) at the cost of the hires only."""
     mk, cal = scn.market, scn.calendar
     i = hires.learner
     in_scope = market.vacancies.in_scope[hires.vacancy]
     counts = (week - pop.grant_week[i]) >= cal.new_job_min_weeks
-    n = len(pop)
-    reported_u, lag_u = rng.random(n)[i], rng.random(n)[i]
+    keys = rng.integers(0, 2**63, size=2, dtype=np.uint64)
+    reported_u, lag_u = hashed_uniform(keys[0], i), hashed_uniform(keys[1], i)
     lag = -mk.report_lag_weeks * np.log1p(-lag_u)
     seen = counts & (reported_u < mk.report_prob) & (week + lag <= cal.n_weeks)
     _first(state.seen_job_week, i[seen], week)
@@ -765,7 +791,7 @@ def flows(
     hired = np.zeros(n, bool)
     hired[hires.learner] = True
     p_sep = -np.expm1(-m.separation_rate_per_year / 52.0)
-    separated = state.employed & ~hired & (rng_sep.random(n) < p_sep)
+    separated = state.employed & ~hired & (rng_sep.random(n, dtype=np.float32) < p_sep)
     state.employed &= ~separated
     vac = market.vacancies
     filled = hires.filled(len(vac))

@@ -22,7 +22,8 @@ N = 4_000
 
 def _world(overrides=None, n=N, seed=1):
     """A scenario, a population drawn from it and its initial state (nobody opens the
-    app unless the test says so)."""
+    app unless the test says so). Phases are then given generators of other seeds than
+    ``seed``: one stream for both would correlate the phase's draws with the traits."""
     scn = small_scenario(n, overrides)
     pop = draw_learners(scn, np.random.default_rng(seed))
     state = dyn.LearnerState.initial(pop, np.full(n, -1, np.int16))
@@ -147,8 +148,8 @@ def test_ongoing_views_follow_the_rates_and_nobody_views_ungranted_credentials()
     week = 15
     st.shared[: N // 2] = pop.grant_week[: N // 2] <= week
     seen = dyn.visibility(
-        scn, week, pop, st, _empty_graph(N), np.empty(0, np.int64), np.random.default_rng(1)
-    )
+        scn, week, pop, st, _empty_graph(N), np.empty(0, np.int64), np.random.default_rng(101)
+    )  # not the population's seed: the same stream would correlate draws and traits
     granted = pop.grant_week <= week
     viewed = seen.views > 0
     assert not viewed[~granted].any()
@@ -206,7 +207,7 @@ def test_applications_go_to_open_vacancies_at_the_poisson_rate():
         np.empty(0, np.int64),
     )
     cand = dyn.search_and_apply(
-        scn, 10, pop, st, market, seen, np.random.default_rng(1), np.random.default_rng(2)
+        scn, 10, pop, st, market, seen, np.random.default_rng(11), np.random.default_rng(12)
     )
     assert cand.n_sourced == cand.n_feed == 0
     assert not st.employed[cand.learner].any()  # the employed send none
