@@ -404,8 +404,8 @@ def test_app_in_browser(served_app):
             expect(images).to_have_count(3, timeout=60_000)
 
             # a slider: three steps up the nudge strength, then Reset builds the new model
-            default = field_info("sharing.nudge_strength")["default"]
             spec = app.slider_spec("sharing.nudge_strength")
+            default = spec["value"]  # the page starts at the small scenario's value
             slider = page.locator(".v-slider").filter(has_text="Nudge strength")
             thumb = slider.locator("[role=slider]")
             thumb.focus()
