@@ -25,7 +25,11 @@ from sim import scenarios
 ROOT = Path(__file__).resolve().parents[1]
 UV = shutil.which("uv")
 
-pytestmark = pytest.mark.skipif(UV is None, reason="uv is not installed")
+pytestmark = pytest.mark.skipif(
+    UV is None,
+    reason="uv is not on PATH: these tests build and install the wheel with uv "
+    "(the README's set-up and .ci/run install it)",
+)
 
 
 def _uv(*args: str) -> subprocess.CompletedProcess:
