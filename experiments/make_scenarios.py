@@ -43,12 +43,13 @@ SCENARIOS: dict[str, tuple[str, str | None, dict[str, Any]]] = {
         },
     ),
     "no_channels": (
-        "Sharing has no channel to jobs: credibility 0 and visibility off. The nudge "
-        "still raises sharing; its effect on jobs must be zero up to noise.",
+        "Sharing has no channel to jobs: employers never read the credential (signal "
+        "off: neither the fact of completion nor its content) and visibility off. The "
+        "nudge still raises sharing; its effect on jobs must be zero up to noise.",
         "paper",
         {
             "population.n_learners": 100_000,
-            "signal.credibility": 0.0,
+            "signal.enabled": False,
             "visibility.enabled": False,
         },
     ),

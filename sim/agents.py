@@ -158,7 +158,8 @@ class Learner(mesa.Agent):
 
 
 class Employer(mesa.Agent):
-    """A firm in one domain. Its vacancies live in ``model.vacancies``."""
+    """A firm in one domain and country group, with a block of its segment's vacancy
+    slots in proportion to its size (see :class:`sim.dynamics.Market`)."""
 
     model: CredentialMarket
 
@@ -181,8 +182,13 @@ class Employer(mesa.Agent):
 
     @property
     def open_vacancies(self) -> int:
-        """Vacancies open now."""
-        return int((self.model.vacancies.employer == self.idx).sum())
+        """Vacancies open now (its slots in the segment's steady stock)."""
+        return int(self.model.market.employer_slots[self.idx, 1])
+
+    @property
+    def developing(self) -> bool:
+        """Whether it hires in the developing-country group."""
+        return bool(self.model.market.employers.developing[self.idx])
 
     @property
     def followees(self) -> list[Learner]:

@@ -15,7 +15,44 @@ run's dynamics stream by (week, phase). Draws that concern every learner are mad
 population (the twin runs of the study layer) see the same numbers for the same learner in
 the same week: common random numbers, learner by learner.
 
-Choices MODEL.md leaves open, written down here:
+The market (MODEL.md, "The market must be believable")
+-----------------------------------------------------
+
+* **Open and segmented.** A segment is a domain x country group (developed,
+  developing). Learners are ``market.learner_share`` of the job seekers of their segment;
+  the rest are *background* seekers, who are not agents: they send ``(1 - s) / s`` times
+  the learners' expected applications (fixed when the market opens) and carry the same
+  share of recruiters' search weight. Each segment holds a steady stock of open
+  vacancies, sized so that a vacancy is filled from the background with the steady-state
+  probability ``vacancy_fill_share / vacancy_duration_weeks`` a week; a vacancy is a
+  numbered *slot*, slots are laid out by employer in proportion to size, and a fixed
+  hash of the slot decides whether its title is in scope. Most vacancies never see a
+  learner and are filled, or withdrawn, as binomial counts per segment; the vacancies
+  learners apply to are screened candidate by candidate against the best of their
+  ``Poisson(a)`` background applicants. Crowding out among learners therefore grows with
+  their share of the market, which a scenario sets.
+* **Search status.** Employed learners search on the job at ``applications_employed``;
+  a non-employed learner searches at ``applications_unemployed`` if attached to the
+  labour force and at ``applications_marginal`` if marginally attached (a trait:
+  :mod:`sim.population`). Recruiters also find passive candidates, employed or not.
+* **A job ladder.** Every offer carries a match quality ``q ~ U(0, 1)``; an employed
+  learner takes an offer only if ``q`` beats its current job's, so job-to-job moves have
+  a reason and slow down as a worker climbs. Jobs end in non-employment at
+  ``separation_rate_per_year``.
+* **Rational employers.** An employer's prior about a candidate is the mean skill of job
+  seekers with the same record (learners are a small share of them, so it is the
+  non-completers' mean). A visible credential first tells it that the course was
+  completed, which is worth ``course_skill_gain`` (the *news of completion*), then its
+  content revises the belief, up or down, with the weight ``credibility`` times the
+  signal's true precision (1: Bayesian). The prior is tight for a thick record and
+  loose for a thin one, so the same credential moves beliefs most where records are
+  thin; nothing is set per group.
+* **Steady state.** Attachment, baseline employment and baseline match quality are
+  drawn from the steady state of the targeted flows (:mod:`sim.population`) and the
+  vacancy stock is steady, so the calibrated market's flows are flat over the study;
+  :mod:`sim.flows` measures them.
+
+Other choices MODEL.md leaves open, written down here:
 
 * A notification reaches a treated learner who has opened the app, in the week of
   opening and again ``second_notification_weeks`` later if the first did not lead to
@@ -25,27 +62,22 @@ Choices MODEL.md leaves open, written down here:
   probability ``feed_see_prob``; a learner who sees it opens the certificate (a view) with
   ``click_prob`` and reshares with ``reshare_prob`` to its own neighbours (one more hop);
   an employer who sees it looks (a view) with ``employer_look_prob`` and, when the
-  visibility channel is on and it has an open vacancy, adds the learner to that
-  vacancy's candidates.
-* Recruiter search: each open vacancy draws ``Poisson(sourced_per_vacancy)`` learners of
-  its domain with probability proportional to ``activity * (1 + search_boost * shared)``
+  visibility channel is on, considers the learner for one of its open vacancies.
+* Recruiter search: the weight of a learner is ``activity * (1 + search_boost * shared)``
   (no boost when the visibility channel is off). A recruiter who finds a learner with a
   shared credential opens it (a view) with probability ``recruiter_view_prob``.
-* On-the-job search: an employed learner applies like anyone else (at
-  ``applications_employed``) and can be sourced or found in the feed, except within
-  ``search_pause_weeks`` of starting a job (default 0: no pause), when it neither applies
-  nor takes an approach; its draws are made all the same.
-* Screening: an employer's belief about a candidate is the prior from the record; when
-  the signal channel is on and the credential is shared, it is updated on the signal with
-  precision ``credibility * signal_precision`` (normal-normal updating). The candidate's
-  score is the posterior mean plus an idiosyncratic fit ``N(0, fit_noise_sd)``. The best
-  of the background applicants (``Poisson(background_applicants)`` draws from
-  ``N(background_skill_mean, background_skill_sd)`` plus fit noise, drawn as the maximum
-  directly) competes with the best learner. The vacancy is filled by the best candidate
-  whose score clears ``hiring_bar``, or stays open. A learner with several offers in a
-  week takes the best one; the other vacancies stay open.
+* Screening: the candidate's score is the posterior mean plus an idiosyncratic fit
+  ``N(0, fit_noise_sd)``; background applicants' scores are
+  ``N(background_skill_mean, background_skill_sd)`` plus fit. The best candidate whose
+  score clears ``hiring_bar`` gets the offer; a learner with several offers considers
+  the best match.
 * Visibility off means sharing changes no employer's candidate set; certificate views are
-  still counted (they measure exposure, not hiring).
+  still counted (they measure exposure, not hiring). Signal off means employers never
+  read the credential (neither the fact of completion nor its content); credibility 0
+  keeps the news of completion and drops the content.
+* Common random numbers: draws that concern single applications, candidacies, offers
+  and reports are hashes of (week key, learner, vacancy) (:func:`hashed_uniform`), so
+  twin worlds agree on them wherever their candidates agree.
 """
 
 from __future__ import annotations
@@ -54,7 +86,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtri, pdtr
+from scipy.special import ndtr, ndtri, pdtr
 
 from sim.network import ProfessionalGraph
 from sim.params import DOMAINS, Scenario
@@ -62,25 +94,24 @@ from sim.population import Employers, Learners
 
 __all__ = [
     "NO_WEEK",
+    "N_SEGMENTS",
     "Candidates",
     "Flow",
     "Hires",
     "LearnerState",
     "Market",
     "Seen",
-    "Vacancies",
     "app_open_weeks",
     "choose",
     "expand_csr",
     "flows",
     "hashed_uniform",
     "poisson_quantile",
+    "poisson_quantile_by",
     "posterior_mean",
     "report_new_jobs",
     "screen_and_hire",
     "search_and_apply",
-    "searching",
-    "seed_vacancies",
     "share",
     "unique_pairs",
     "visibility",
@@ -89,53 +120,6 @@ __all__ = [
 
 #: Marker for "never" in week-valued arrays.
 NO_WEEK = np.iinfo(np.int16).min
-
-
-@dataclass
-class Vacancies:
-    """Open vacancies (one entry each)."""
-
-    id: np.ndarray  # int64, unique over the run
-    employer: np.ndarray  # int32
-    domain: np.ndarray  # int8
-    in_scope: np.ndarray  # bool
-    posted_week: np.ndarray  # int16
-
-    def __len__(self) -> int:
-        return len(self.id)
-
-    def keep(self, mask: np.ndarray) -> Vacancies:
-        """The vacancies where ``mask`` is true."""
-        return Vacancies(
-            self.id[mask],
-            self.employer[mask],
-            self.domain[mask],
-            self.in_scope[mask],
-            self.posted_week[mask],
-        )
-
-    def extend(self, other: Vacancies) -> Vacancies:
-        """These vacancies followed by ``other``."""
-        return Vacancies(
-            *(
-                np.concatenate([a, b])
-                for a, b in zip(
-                    (self.id, self.employer, self.domain, self.in_scope, self.posted_week),
-                    (other.id, other.employer, other.domain, other.in_scope, other.posted_week),
-                    strict=True,
-                )
-            )
-        )
-
-    @classmethod
-    def empty(cls) -> Vacancies:
-        return cls(
-            np.empty(0, np.int64),
-            np.empty(0, np.int32),
-            np.empty(0, np.int8),
-            np.empty(0, bool),
-            np.empty(0, np.int16),
-        )
 
 
 def expand_csr(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray):
@@ -172,6 +156,7 @@ class LearnerState:
     views: np.ndarray  # int32: certificate views by others
     own_views: np.ndarray  # int32: the learner's own views of the certificate
     app_open_week: np.ndarray  # int16: week the learner opens the app (-1: never)
+    match: np.ndarray  # float32: match quality of the job held (its rung on the ladder)
 
     @classmethod
     def initial(cls, pop: Learners, app_open_week: np.ndarray) -> LearnerState:
@@ -193,65 +178,153 @@ class LearnerState:
             views=np.zeros(n, np.int32),
             own_views=np.zeros(n, np.int32),
             app_open_week=app_open_week,
+            match=np.where(pop.employed0, pop.match0, 0.0).astype(np.float32),
         )
+
+
+#: Segments of the labour market: domain x country group (developed 0, developing 1).
+N_SEGMENTS = 2 * len(DOMAINS)
+
+
+def segment_of(domain: np.ndarray, developing: np.ndarray) -> np.ndarray:
+    """The market segment of a domain and country group: ``2 * domain + developing``."""
+    return (domain.astype(np.int64) * 2 + developing).astype(np.int8)
+
+
+def weekly_prob(rate_per_year: float) -> float:
+    """A yearly Poisson rate as a weekly probability."""
+    return float(-np.expm1(-rate_per_year / 52.0))
+
+
+def background_win_prob(scn: Scenario) -> float:
+    """Chance that one background applicant's score (perceived skill + fit) clears the
+    hiring bar."""
+    m = scn.market
+    sd = math.hypot(m.background_skill_sd, m.fit_noise_sd)
+    return float(ndtr((m.background_skill_mean - m.hiring_bar) / sd))
+
+
+def vacancy_rates(scn: Scenario) -> tuple[float, float]:
+    """Weekly probabilities that an open vacancy is filled, and that it is withdrawn, in
+    the steady state (``vacancy_fill_share`` of ``1 / vacancy_duration_weeks``)."""
+    m = scn.market
+    exit_rate = 1.0 / m.vacancy_duration_weeks
+    return m.vacancy_fill_share * exit_rate, (1.0 - m.vacancy_fill_share) * exit_rate
+
+
+def application_rates(scn: Scenario) -> np.ndarray:
+    """Weekly applications by search status: employed, attached non-employed (unemployed),
+    marginally attached non-employed (index :func:`search_status`)."""
+    m = scn.market
+    return np.array([m.applications_employed, m.applications_unemployed, m.applications_marginal])
+
+
+def search_status(employed: np.ndarray, attached: np.ndarray) -> np.ndarray:
+    """0 employed, 1 unemployed (attached, not employed), 2 marginal (not employed)."""
+    return (~employed).view(np.int8) * (2 - attached.view(np.int8))
 
 
 @dataclass
 class Market:
-    """The employer side: employers, their open vacancies, and an index of learners by
-    domain for recruiter search."""
+    """The employer side of an open, segmented market.
+
+    Each segment (domain x country group) holds a steady stock of open vacancies
+    (``stock``); a vacancy is a *slot*, numbered globally, and slots are laid out by
+    employer in proportion to employer size, so a slot has an employer and (by a fixed
+    hash) a title in or out of scope. Background job seekers are not agents: in each
+    segment they send ``bg_applicants`` applications per vacancy and week and carry
+    ``bg_search_weight`` of the recruiters' search weight; both are fixed when the market
+    opens, from the learners' share of the segment's job seekers.
+    """
 
     employers: Employers
-    vacancies: Vacancies
-    next_vacancy_id: int  # ids are unique over the run
-    employer_cum_size: np.ndarray  # cumulative employer size (vacancy arrival weights)
-    domain_order: np.ndarray  # learners sorted by domain (stable)
-    domain_starts: np.ndarray  # where each domain's block starts in domain_order
+    stock: np.ndarray  # int64 per segment: open vacancies
+    slot_start: np.ndarray  # int64, len N_SEGMENTS + 1: first slot of each segment
+    slot_employer: np.ndarray  # int32 employer ids in slot order (by segment, then id)
+    slot_employer_end: np.ndarray  # int64: end slot (exclusive) of each of them
+    employer_slots: np.ndarray  # int64 per employer: (first slot, slot count) rows
+    bg_applicants: np.ndarray  # float per segment: background applicants / vacancy / week
+    bg_search_weight: np.ndarray  # float per segment: background weight in recruiter search
+    learner_segment: np.ndarray  # int8 per learner
+    seg_order: np.ndarray  # learners sorted by segment (stable)
+    seg_starts: np.ndarray  # where each segment's block starts in seg_order
+    scope_key: np.uint64  # hash key of the slots' in-scope titles
 
     @classmethod
     def open(
-        cls, scn: Scenario, pop: Learners, employers: Employers, week: int, rng: np.random.Generator
+        cls, scn: Scenario, pop: Learners, employers: Employers, rng: np.random.Generator
     ) -> Market:
-        """The market at the start of the burn-in, with its first vacancies seeded."""
-        counts = np.bincount(pop.domain, minlength=len(DOMAINS))
-        market = cls(
+        """The steady-state market for ``pop``: see the module docstring, "The market"."""
+        m = scn.market
+        seg = segment_of(pop.domain, pop.developing)
+        n_lrn = np.bincount(seg, minlength=N_SEGMENTS)
+        # learners' expected weekly applications, by segment, at their starting status
+        rate = application_rates(scn)[search_status(pop.employed0, pop.attached)]
+        learner_apps = np.bincount(seg, weights=rate, minlength=N_SEGMENTS)
+        odds = (1.0 - m.learner_share) / m.learner_share  # background per learner
+        bg_apps = odds * learner_apps
+        p_fill, _ = vacancy_rates(scn)
+        q = background_win_prob(scn)
+        per_vacancy = -math.log1p(-p_fill) / max(q, 1e-12)  # fills a vacancy at p_fill
+        stock = np.where(n_lrn > 0, np.maximum(1, np.round(bg_apps / per_vacancy)), 0)
+        stock = stock.astype(np.int64)
+        bg_per_vacancy = np.where(stock > 0, bg_apps / np.maximum(stock, 1), 0.0)
+        bg_weight = odds * np.bincount(seg, weights=pop.activity, minlength=N_SEGMENTS)
+
+        # slots by employer within each segment, in proportion to size (a segment with
+        # no employer of its own, possible with a user's graph, borrows its domain's
+        # employers, or all of them)
+        e_seg = segment_of(employers.domain, employers.developing)
+        slot_start = np.r_[0, np.cumsum(stock)].astype(np.int64)
+        slot_employer, slot_end = [], []
+        employer_slots = np.zeros((len(e_seg), 2), np.int64)
+        for g in range(N_SEGMENTS):
+            members = np.flatnonzero(e_seg == g)
+            own = len(members) > 0
+            if not own:
+                members = np.flatnonzero(employers.domain == g // 2)
+            if len(members) == 0:
+                members = np.arange(len(e_seg))
+            cum = np.cumsum(employers.size[members])
+            e = slot_start[g] + np.floor(cum / cum[-1] * stock[g] + 1e-9).astype(np.int64)
+            e[-1] = slot_start[g + 1]
+            if own:
+                employer_slots[members, 0] = np.r_[slot_start[g], e[:-1]]
+                employer_slots[members, 1] = e - np.r_[slot_start[g], e[:-1]]
+            slot_employer.append(members)
+            slot_end.append(e)
+        counts = n_lrn
+        return cls(
             employers=employers,
-            vacancies=Vacancies.empty(),
-            next_vacancy_id=0,
-            employer_cum_size=np.cumsum(employers.size),
-            domain_order=np.argsort(pop.domain, kind="stable"),
-            domain_starts=np.cumsum(counts) - counts,
+            stock=stock,
+            slot_start=slot_start,
+            slot_employer=np.concatenate(slot_employer).astype(np.int32),
+            slot_employer_end=np.concatenate(slot_end),
+            employer_slots=employer_slots,
+            bg_applicants=bg_per_vacancy,
+            bg_search_weight=bg_weight,
+            learner_segment=seg,
+            seg_order=np.argsort(seg, kind="stable"),
+            seg_starts=np.cumsum(counts) - counts,
+            scope_key=np.uint64(rng.integers(0, 2**63)),
         )
-        market.vacancies = seed_vacancies(scn, market, len(pop), week, rng)
-        market.next_vacancy_id = len(market.vacancies)
-        return market
 
-    def post(self, scn: Scenario, k: int, week: int, rng: np.random.Generator) -> Vacancies:
-        """``k`` new vacancies: each at an employer drawn in proportion to size, in the
-        employer's domain, in scope with probability ``in_scope_share``."""
-        cum = self.employer_cum_size
-        emp = np.searchsorted(cum, rng.random(k) * cum[-1], side="right").astype(np.int32)
-        emp = np.minimum(emp, len(cum) - 1)
-        new = Vacancies(
-            id=np.arange(self.next_vacancy_id, self.next_vacancy_id + k, dtype=np.int64),
-            employer=emp,
-            domain=self.employers.domain[emp].astype(np.int8),
-            in_scope=rng.random(k) < scn.market.in_scope_share,
-            posted_week=np.full(k, week, dtype=np.int16),
-        )
-        self.next_vacancy_id += k
-        return new
+    @property
+    def n_slots(self) -> int:
+        return int(self.slot_start[-1])
 
+    def employer_of(self, slot: np.ndarray) -> np.ndarray:
+        """Employer of each slot."""
+        pos = np.searchsorted(self.slot_employer_end, slot, side="right")
+        return self.slot_employer[np.minimum(pos, len(self.slot_employer) - 1)]
 
-def seed_vacancies(
-    scn: Scenario, market: Market, n_learners: int, week: int, rng: np.random.Generator
-) -> Vacancies:
-    """The vacancies open when the market starts: arrivals over one mean duration,
-    ``Poisson(vacancies_per_1000 * n / 1000 * vacancy_duration_weeks)``, posted in
-    ``week``."""
-    m = scn.market
-    k = rng.poisson(m.vacancies_per_1000 * n_learners / 1000.0 * m.vacancy_duration_weeks)
-    return market.post(scn, k, week, rng)
+    def segment_of_slot(self, slot: np.ndarray) -> np.ndarray:
+        return (np.searchsorted(self.slot_start, slot, side="right") - 1).astype(np.int64)
+
+    def in_scope(self, scn: Scenario, slot: np.ndarray) -> np.ndarray:
+        """Whether each slot's title is in scope (tech or managerial): a fixed hash of the
+        slot below ``in_scope_share``."""
+        return hashed_uniform(self.scope_key, slot) < scn.market.in_scope_share
 
 
 def app_open_weeks(scn: Scenario, pop: Learners, rng: np.random.Generator) -> np.ndarray:
@@ -374,8 +447,8 @@ def visibility(
     keep = (hop_nb != origin2) & (rng.random(len(hop_nb)) < p_see)
     origin2 = origin2[keep]
     clicks2 = rng.random(len(origin2)) < v.click_prob
-    views += np.bincount(src[clicks], minlength=n).astype(np.int32)
-    views += np.bincount(origin2[clicks2], minlength=n).astype(np.int32)
+    np.add.at(views, src[clicks], 1)  # few entries: cheaper than a full-length bincount
+    np.add.at(views, origin2[clicks2], 1)
 
     # employers among first- and second-degree contacts (via resharers)
     seeds = np.concatenate([new_sharers, nb[reshare]])
@@ -384,7 +457,7 @@ def visibility(
     e_origin = np.repeat(origin, np.diff(graph.le_indptr)[seeds])
     looks = rng.random(len(emp)) < p_see * v.employer_look_prob
     look_employer, look_learner = emp[looks], e_origin[looks]
-    views += np.bincount(look_learner, minlength=n).astype(np.int32)
+    np.add.at(views, look_learner, 1)
     state.views += views
     state.own_views += own_views
     return Seen(views, own_views, look_employer.astype(np.int64), look_learner)
@@ -397,12 +470,12 @@ def visibility(
 class Candidates:
     """(vacancy position, learner) pairs, with where they came from."""
 
-    vacancy: np.ndarray  # int64, position in the current Vacancies
+    vacancy: np.ndarray  # int64, vacancy slot (see Market)
     learner: np.ndarray  # int64
     n_applications: int
     n_sourced: int
     n_feed: int
-    sourced_views: np.ndarray  # int32 per learner: recruiter looks at shared credentials
+    sourced_views: np.ndarray  # learners whose shared credential a recruiter opened (one per look)
 
 
 def unique_pairs(vacancy: np.ndarray, learner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -454,35 +527,6 @@ def poisson_quantile(lam: float, u: np.ndarray) -> np.ndarray:
     return x
 
 
-def _group_index(keys: np.ndarray, n_groups: int):
-    """Order of items by key and the start and count of each key's block."""
-    order = np.argsort(keys, kind="stable")
-    counts = np.bincount(keys, minlength=n_groups)
-    starts = np.cumsum(counts) - counts
-    return order, starts, counts
-
-
-def _pick_in_group(order, starts, counts, groups, u):
-    """For each draw, a uniformly chosen member of ``groups`` (or -1 if it is empty)."""
-    c = counts[groups]
-    k = np.minimum((u * c).astype(np.int64), np.maximum(c - 1, 0))
-    if len(c) == 0 or c.min() > 0:  # every group chosen has members: no masks needed
-        return order[starts[groups] + k].astype(np.int64)
-    out = np.full(len(groups), -1, dtype=np.int64)
-    ok = c > 0
-    out[ok] = order[starts[groups[ok]] + k[ok]]
-    return out
-
-
-def searching(scn: Scenario, week: int, state: LearnerState) -> np.ndarray | None:
-    """Who searches this week: everyone, except (with ``search_pause_weeks`` > 0) the
-    employed within that many weeks of starting their job. ``None`` means everyone."""
-    pause = scn.market.search_pause_weeks
-    if pause == 0:
-        return None
-    return ~(state.employed & (week - state.last_hire_week.astype(np.int64) < pause))
-
-
 def search_and_apply(
     scn: Scenario,
     week: int,
@@ -493,89 +537,90 @@ def search_and_apply(
     rng_apply: np.random.Generator,
     rng_source: np.random.Generator,
 ) -> Candidates:
-    """Phase 3, search and applications: who is considered for which vacancy.
+    """Phase 3, search and applications: who is considered for which vacancy (slot).
 
-    Each learner sends ``Poisson(applications_unemployed or applications_employed)``
-    applications a week, each to a uniformly chosen open vacancy of its own domain with
-    probability ``in_domain_application_share`` or else of a uniformly chosen domain.
-    Each open vacancy sources ``Poisson(sourced_per_vacancy)`` learners of its domain with
-    probability proportional to ``activity * (1 + search_boost * shared)``. Employers that
-    looked at a new share in the feed add the learner to one of their open vacancies
-    (visibility channel only). Learners not searching (:func:`searching`) are then dropped
-    from every candidacy; recruiters still see their profiles, and the random draws are
-    the same. Recruiters' views of shared credentials are added to ``state``.
+    Applications: each learner sends ``Poisson(r)`` applications a week, ``r`` by search
+    status (:func:`search_status`: ``applications_employed``, ``_unemployed`` or
+    ``_marginal``); each goes to a uniformly chosen open vacancy of the learner's segment
+    with probability ``in_domain_application_share``, else of another domain of the
+    learner's country group. Recruiter search: each open vacancy finds
+    ``Poisson(sourced_per_vacancy)`` profiles of its segment, learners or background
+    workers, with probability proportional to ``activity * (1 + search_boost * shared)``
+    (background workers: activity, no credential), so learners are found
+    ``Poisson(stock * sourced * W_L / (W_L + W_B))`` times per segment and week (no boost
+    when the visibility channel is off). A recruiter who finds a shared credential opens
+    it with ``recruiter_view_prob`` (a view, added to ``state``). Employers that looked at
+    a new share in the feed consider the learner for one of their open vacancies
+    (visibility channel only). Employed learners are candidates too (on-the-job search
+    and passive candidates); whether they move is decided by the job ladder in phase 4.
     """
     m, vis = scn.market, scn.visibility
-    vac, domain, shared, activity = market.vacancies, pop.domain, state.shared, pop.activity
-    domain_order, domain_starts = market.domain_order, market.domain_starts
+    shared, activity = state.shared, pop.activity
+    seg = market.learner_segment
     n = len(shared)
-    nd = int(domain.max(initial=0)) + 1 if n else 1
-    nd = max(nd, int(vac.domain.max(initial=0)) + 1, 4)
-    n_vac = len(vac)
-    # applications: per-learner counts from a fixed-size draw
+    # applications: per-learner counts from one fixed-size draw (common random numbers)
     u_app = rng_apply.random(n, dtype=np.float32)
-    n_app = np.where(
-        state.employed,
-        poisson_quantile(m.applications_employed, u_app),
-        poisson_quantile(m.applications_unemployed, u_app),
-    )
-    app_learner = np.repeat(np.arange(n, dtype=np.int32), n_app)
+    status = search_status(state.employed, pop.attached)
+    n_app = poisson_quantile_by(application_rates(scn), status, u_app)
+    app_learner = np.repeat(np.arange(n, dtype=np.int64), n_app)
     k = len(app_learner)
-    # one uniform decides the domain: below the in-domain share, the learner's own;
-    # above it, rescaled to a uniformly chosen domain
+    # each application's draws are a hash of (week key, learner, its number): a learner
+    # whose count differs between twin worlds shifts nobody else's draws
+    first = np.cumsum(n_app, dtype=np.int64) - n_app
+    nth = np.arange(k, dtype=np.int64) - np.repeat(first, n_app)
+    app_key = app_learner.astype(np.uint64) * np.uint64(1 << 16) + nth.astype(np.uint64)
+    keys = rng_apply.integers(0, 2**63, size=2, dtype=np.uint64)
+    u_dom = hashed_uniform(keys[0], app_key)
+    u_slot = hashed_uniform(keys[1], app_key)
+    target = seg[app_learner].astype(np.int64)
     share = m.in_domain_application_share
-    u_dom = rng_apply.random(k, dtype=np.float32)
-    target_dom = domain[app_learner].astype(np.int64)
     if share < 1:
+        # above the in-domain share: one of the other domains of the country group
         other = np.flatnonzero(u_dom >= share)
-        pick = ((u_dom[other] - share) / (1.0 - share) * nd).astype(np.int64)
-        target_dom[other] = np.minimum(pick, nd - 1)
-    v_order, v_starts, v_counts = _group_index(vac.domain.astype(np.int64), nd)
-    app_vac = _pick_in_group(v_order, v_starts, v_counts, target_dom, rng_apply.random(k))
-    ok = app_vac >= 0
-    app_vac, app_learner = app_vac[ok], app_learner[ok].astype(np.int64)
+        shift = 1 + ((u_dom[other] - share) / (1.0 - share) * (len(DOMAINS) - 1)).astype(np.int64)
+        shift = np.minimum(shift, len(DOMAINS) - 1)
+        dom = (target[other] // 2 + shift) % len(DOMAINS)
+        target[other] = dom * 2 + target[other] % 2
+    stock = market.stock[target]
+    ok = stock > 0
+    app_vac = market.slot_start[target[ok]] + (u_slot[ok] * stock[ok]).astype(np.int64)
+    app_learner = app_learner[ok]
 
-    # recruiter search within the vacancy's domain, weighted by visibility
+    # recruiter search within each segment, weighted by visibility
     boost = vis.search_boost if vis.enabled else 0.0
-    w = activity * (1.0 + boost * shared)
-    cum = np.cumsum(w[domain_order], dtype=np.float64)
-    ends = np.r_[domain_starts[1:], n]
-    lo = np.where(domain_starts > 0, cum[np.maximum(domain_starts - 1, 0)], 0.0)
+    w = activity * (1.0 + boost * shared) if boost else activity
+    order, starts = market.seg_order, market.seg_starts
+    cum = np.cumsum(w[order], dtype=np.float64)
+    ends = np.r_[starts[1:], n]
+    lo = np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0.0)
     hi = np.where(ends > 0, cum[np.maximum(ends - 1, 0)], 0.0)
-    n_src = rng_source.poisson(m.sourced_per_vacancy, n_vac)
-    src_vac = np.repeat(np.arange(n_vac, dtype=np.int64), n_src)
-    d = vac.domain[src_vac].astype(np.int64)
+    w_learners = hi - lo
+    expected = (
+        market.stock
+        * m.sourced_per_vacancy
+        * w_learners
+        / np.maximum(w_learners + market.bg_search_weight, 1e-300)
+    )
+    n_src = rng_source.poisson(expected)
+    d = np.repeat(np.arange(N_SEGMENTS, dtype=np.int64), n_src)
     u = lo[d] + rng_source.random(len(d)) * (hi[d] - lo[d])
     pos = np.minimum(np.searchsorted(cum, u, side="right"), n - 1)
-    src_learner = domain_order[pos].astype(np.int64)
-    has_dom = hi[d] > lo[d]
-    src_vac, src_learner = src_vac[has_dom], src_learner[has_dom]
+    src_learner = order[pos].astype(np.int64)
+    src_vac = market.slot_start[d] + (rng_source.random(len(d)) * market.stock[d]).astype(np.int64)
     looked = shared[src_learner] & (rng_source.random(len(src_learner)) < vis.recruiter_view_prob)
-    sourced_views = np.bincount(src_learner[looked], minlength=n).astype(np.int32)
-    state.views += sourced_views
+    sourced_views = src_learner[looked]
+    np.add.at(state.views, sourced_views, 1)
 
     # employers who looked at a new share consider the learner for one open vacancy
-    if vis.enabled and len(seen.look_employer) and n_vac:
-        e_order, e_starts, e_counts = _group_index(
-            vac.employer.astype(np.int64), len(market.employers)
-        )
-        feed_vac = _pick_in_group(
-            e_order,
-            e_starts,
-            e_counts,
-            seen.look_employer,
-            rng_source.random(len(seen.look_employer)),
-        )
-        ok = feed_vac >= 0
-        feed_vac, feed_learner = feed_vac[ok], seen.look_learner[ok].astype(np.int64)
+    if vis.enabled and len(seen.look_employer):
+        first, count = market.employer_slots[seen.look_employer].T
+        u_feed = rng_source.random(len(first))
+        ok = count > 0
+        feed_vac = first[ok] + np.minimum((u_feed[ok] * count[ok]).astype(np.int64), count[ok] - 1)
+        feed_learner = seen.look_learner[ok].astype(np.int64)
     else:
         feed_vac = feed_learner = np.empty(0, np.int64)
 
-    available = searching(scn, week, state)
-    if available is not None:
-        app_vac, app_learner = _keep(available[app_learner], app_vac, app_learner)
-        src_vac, src_learner = _keep(available[src_learner], src_vac, src_learner)
-        feed_vac, feed_learner = _keep(available[feed_learner], feed_vac, feed_learner)
     return Candidates(
         vacancy=np.concatenate([app_vac, src_vac, feed_vac]),
         learner=np.concatenate([app_learner, src_learner, feed_learner]),
@@ -586,8 +631,15 @@ def search_and_apply(
     )
 
 
-def _keep(mask: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    return tuple(a[mask] for a in arrays)
+def poisson_quantile_by(lams: np.ndarray, group: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """``Poisson(lams[group[i]])`` draws by inversion (:func:`poisson_quantile`), one
+    uniform each: the count of learner ``i`` depends on its own uniform and rate only."""
+    out = np.zeros(len(u), dtype=np.int16)
+    for g, lam in enumerate(lams):
+        idx = np.flatnonzero(group == g)
+        if len(idx) and lam > 0:
+            out[idx] = poisson_quantile(float(lam), u[idx])
+    return out
 
 
 # ---- phase 4 ------------------------------------------------------------------------
@@ -596,36 +648,41 @@ def _keep(mask: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 def posterior_mean(scn: Scenario, idx: np.ndarray, pop: Learners, shared: np.ndarray) -> np.ndarray:
     """An employer's posterior mean of skill for learners ``idx`` (normal-normal).
 
-    ``(tau_p * mu + tau_c * s) / (tau_p + tau_c)`` with ``tau_c = credibility *
-    signal_precision`` when the credential is shared and the signal channel is on, else
-    the prior mean ``mu``.
+    Without a visible credential the employer knows the record only, and its prior mean
+    is ``mu`` (the record's mean skill among all job seekers, of whom learners are a small
+    share). A visible credential (shared, signal channel on) tells it that the course was
+    completed, so its prior mean becomes ``mu + course_skill_gain`` (the *news of
+    completion*); the credential's content ``s`` then revises it with weight
+    ``tau_c = credibility * signal_precision``:
+    ``(tau_p * (mu + gain) + tau_c * s) / (tau_p + tau_c)``.
     """
     sg = scn.signal
-    if not sg.enabled or sg.credibility == 0:
-        return pop.prior_mean[idx].astype(np.float64)
-    # every learner's belief (contiguous arrays), then one gather: cheaper than five
-    # gathers when ``idx`` is most of the population
-    mu = pop.prior_mean.astype(np.float64)
-    tp = pop.prior_precision
-    tc = np.where(shared, sg.credibility * pop.signal_precision, 0.0)
-    return ((tp * mu + tc * pop.signal) / (tp + tc))[idx]
+    mu = pop.prior_mean[idx].astype(np.float64)
+    if not sg.enabled:
+        return mu
+    sel = np.flatnonzero(shared[idx])
+    j = idx[sel]
+    tp = pop.prior_precision[j].astype(np.float64)
+    tc = sg.credibility * pop.signal_precision[j].astype(np.float64)
+    prior = mu[sel] + sg.course_skill_gain
+    mu[sel] = (tp * prior + tc * pop.signal[j]) / (tp + tc)
+    return mu
 
 
 @dataclass
 class Hires:
-    """Phase 4's outcome for the week."""
+    """Phase 4's outcome for the week: learners' new jobs and vacancies filled."""
 
-    vacancy: np.ndarray  # positions of vacancies filled by learners
+    vacancy: np.ndarray  # slots filled by learners
     learner: np.ndarray  # the learner hired into each
-    background: np.ndarray  # positions of vacancies filled from the background pool
+    employer: np.ndarray  # its employer
+    in_scope: np.ndarray  # bool: the title is in scope
+    job_to_job: np.ndarray  # bool: the learner was employed (a job-to-job move)
+    status: np.ndarray  # int8: search status before the hire (see search_status)
     n_candidates: int
-
-    def filled(self, n_vacancies: int) -> np.ndarray:
-        """Boolean mask of the vacancies filled this week (by anyone)."""
-        out = np.zeros(n_vacancies, bool)
-        out[self.vacancy] = True
-        out[self.background] = True
-        return out
+    n_offers: int  # offers made to learners (taken or not)
+    n_touched: np.ndarray  # per segment: vacancies with at least one learner candidate
+    background_touched: np.ndarray  # per segment: of those, filled from the background
 
 
 def choose(
@@ -633,63 +690,50 @@ def choose(
     vacancy: np.ndarray,
     learner: np.ndarray,
     belief: np.ndarray,
-    n_vacancies: int,
+    bg_applicants: np.ndarray,
     rng: np.random.Generator,
-) -> Hires:
-    """The hiring rule: fill each vacancy with its best candidate above the bar, if any.
+):
+    """The employers' rule at the vacancies with learner candidates: the best candidate
+    above the bar gets the offer, if any.
 
-    The candidate pairs are distinct and sorted by vacancy (:func:`unique_pairs`);
-    ``belief`` is the employer's posterior mean of each pair's learner. Per vacancy: the
-    best learner candidate (belief + fit noise), the best background applicant, and the
-    bar; the best candidate above the bar is hired. A learner with several offers takes
-    the one with the highest score; each vacancy is filled at most once.
+    The pairs are distinct and sorted by vacancy (:func:`unique_pairs`); ``belief`` is
+    the employer's posterior mean of each pair's learner and ``bg_applicants`` the mean
+    number of background applicants at each pair's vacancy. Per vacancy: the best learner
+    candidate (belief + fit noise ``N(0, fit_noise_sd)``), the best of
+    ``Poisson(bg_applicants)`` background applicants (perceived skill + fit, drawn
+    directly as a maximum, one uniform per vacancy), and the bar. Returns the positions of the vacancies' first
+    pairs, the pair offered each vacancy (-1: none) and whether the background filled it.
     """
     m = scn.market
-    score = belief + m.fit_noise_sd * rng.standard_normal(len(vacancy), dtype=np.float32)
+    # draws keyed by (vacancy, learner) and by vacancy, so twin worlds agree on them
+    keys = rng.integers(0, 2**63, size=2, dtype=np.uint64)
+    pair = vacancy.astype(np.uint64) * np.uint64(1 << 32) + learner.astype(np.uint64)
+    fit = ndtri(np.clip(hashed_uniform(keys[0], pair), 1e-12, 1 - 1e-12))
+    score = belief + m.fit_noise_sd * fit
+    if len(vacancy) == 0:
+        e = np.empty(0, np.int64)
+        return e, e, np.empty(0, bool), score
+    starts = np.flatnonzero(np.r_[True, vacancy[1:] != vacancy[:-1]])
+    best = np.maximum.reduceat(score, starts)
+    block = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(vacancy)]))
+    cand_pos = np.flatnonzero(score >= best[block])
+    first = np.r_[True, block[cand_pos][1:] != block[cand_pos][:-1]]
+    best_pair = cand_pos[first]  # one per block (ties have probability zero)
 
-    # best learner per vacancy: pairs come in vacancy blocks, so the first pair of a
-    # block that reaches the block's maximum (ties have probability zero)
-    best = np.full(n_vacancies, -np.inf)
-    starts = (
-        np.flatnonzero(np.r_[True, vacancy[1:] != vacancy[:-1]])
-        if len(vacancy)
-        else np.empty(0, np.int64)
-    )
-    best[vacancy[starts]] = np.maximum.reduceat(score, starts) if len(starts) else best[:0]
-    cand_pos = np.flatnonzero(score >= best[vacancy])
-    first = (
-        np.r_[True, vacancy[cand_pos][1:] != vacancy[cand_pos][:-1]]
-        if len(cand_pos)
-        else np.empty(0, bool)
-    )
-    best_pair = np.full(n_vacancies, -1, dtype=np.int64)
-    best_pair[vacancy[cand_pos[first]]] = cand_pos[first]
-
-    # best of Poisson(K) background applicants, drawn directly as a maximum
-    k = rng.poisson(m.background_applicants, n_vacancies)
-    u = rng.random(n_vacancies)
-    sd = np.hypot(m.background_skill_sd, m.fit_noise_sd)
-    with np.errstate(divide="ignore"):
+    # the best of Poisson(a) background scores, by inversion of its distribution
+    # P(max < x) = exp(-a * (1 - F(x))), F the normal cdf of one background score; with
+    # no applicant (probability exp(-a)) there is no background candidate
+    a = bg_applicants[starts]
+    u = hashed_uniform(keys[1], vacancy[starts])
+    sd = math.hypot(m.background_skill_sd, m.fit_noise_sd)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tail = np.log(u) / np.maximum(a, 1e-300)  # log(u) / a = -(1 - F(x))
         bg = np.where(
-            k > 0, m.background_skill_mean + sd * ndtri(u ** (1.0 / np.maximum(k, 1))), -np.inf
+            u > np.exp(-a), m.background_skill_mean + sd * ndtri(1.0 + tail), -np.inf
         )
     learner_wins = (best > bg) & (best >= m.hiring_bar)
-    background_wins = (bg >= best) & (bg >= m.hiring_bar)
-
-    offer_vac = np.flatnonzero(learner_wins)
-    offer_pair = best_pair[offer_vac]
-    offer_lrn = learner[offer_pair]
-    offer_score = score[offer_pair]
-    # each learner accepts the best of its offers
-    order = np.lexsort((-offer_score, offer_lrn))
-    first_of_learner = np.r_[True, np.diff(offer_lrn[order]) != 0] if len(order) else order
-    take = order[first_of_learner.astype(bool)] if len(order) else order
-    return Hires(
-        vacancy=offer_vac[take],
-        learner=offer_lrn[take],
-        background=np.flatnonzero(background_wins),
-        n_candidates=len(vacancy),
-    )
+    background_wins = ~learner_wins & (bg >= m.hiring_bar)
+    return starts, np.where(learner_wins, best_pair, -1), background_wins, score
 
 
 def screen_and_hire(
@@ -701,28 +745,58 @@ def screen_and_hire(
     cand: Candidates,
     rng: np.random.Generator,
 ) -> Hires:
-    """Phase 4, screening and hiring: employers' beliefs (:func:`posterior_mean`), the
-    hiring rule (:func:`choose`), and the hired learners' new jobs.
+    """Phase 4, screening and hiring: employers' beliefs (:func:`posterior_mean`), their
+    offers (:func:`choose`), and the learners' choices on the job ladder.
 
-    A hired learner is employed from this week at the vacancy's employer; the job is a
-    *new job* for the study if it starts at least ``calendar.new_job_min_weeks`` after the
-    learner's credential was granted (``first_job_week``, and ``first_scope_job_week``
-    for a vacancy in scope).
+    Every offer carries a match quality ``q ~ U(0, 1)`` (a hash of the week, learner and
+    vacancy: the same in twin worlds). A learner with several offers considers the best
+    match; a non-employed learner takes it, an employed one only if ``q`` beats the
+    match of its current job (so on-the-job moves slow down as a worker climbs). A
+    declined offer leaves the vacancy open. A hired learner is employed from this week; the
+    job is a *new job* for the study if it starts at least ``calendar.new_job_min_weeks``
+    after the learner's credential was granted (``first_job_week``, and
+    ``first_scope_job_week`` for a vacancy in scope).
     """
     vacancy, learner = unique_pairs(cand.vacancy, cand.learner)  # one application counts once
     belief = posterior_mean(scn, learner, pop, state.shared)
-    hires = choose(scn, vacancy, learner, belief, len(market.vacancies), rng)
-    i, vac = hires.learner, market.vacancies
-    in_scope = vac.in_scope[hires.vacancy]
+    starts, offer_pair, bg_filled, _ = choose(
+        scn, vacancy, learner, belief, market.bg_applicants[market.segment_of_slot(vacancy)], rng
+    )
+    offered = offer_pair[offer_pair >= 0]
+    o_vac, o_lrn = vacancy[offered], learner[offered]
+    key = rng.integers(0, 2**63, dtype=np.uint64)
+    q = hashed_uniform(key, o_lrn.astype(np.uint64) * np.uint64(1 << 32) + o_vac.astype(np.uint64))
+    # each learner considers its best match
+    order = np.lexsort((-q, o_lrn))
+    top = order[np.r_[True, o_lrn[order][1:] != o_lrn[order][:-1]]] if len(order) else order
+    was_employed = state.employed[o_lrn[top]]
+    take = top[~was_employed | (q[top] > state.match[o_lrn[top]])]
+    i, vac = o_lrn[take], o_vac[take]
+    status = search_status(state.employed[i], pop.attached[i])
+    in_scope = market.in_scope(scn, vac)
+    employer = market.employer_of(vac)
     state.employed[i] = True
-    state.job_employer[i] = vac.employer[hires.vacancy]
+    state.job_employer[i] = employer
     state.job_in_scope[i] = in_scope
+    state.match[i] = q[take]
     state.jobs_started[i] += 1
     state.last_hire_week[i] = week
     counts = (week - pop.grant_week[i]) >= scn.calendar.new_job_min_weeks
     _first(state.first_job_week, i[counts], week)
     _first(state.first_scope_job_week, i[counts & in_scope], week)
-    return hires
+    touched_seg = market.segment_of_slot(vacancy[starts])
+    return Hires(
+        vacancy=vac,
+        learner=i,
+        employer=employer,
+        in_scope=in_scope,
+        job_to_job=status == 0,
+        status=status,
+        n_candidates=len(vacancy),
+        n_offers=len(offered),
+        n_touched=np.bincount(touched_seg, minlength=N_SEGMENTS),
+        background_touched=np.bincount(touched_seg[bg_filled], minlength=N_SEGMENTS),
+    )
 
 
 def _first(weeks: np.ndarray, idx: np.ndarray, week: int) -> None:
@@ -737,9 +811,10 @@ def _first(weeks: np.ndarray, idx: np.ndarray, week: int) -> None:
 class Flow:
     """Phase 5's outcome for the week."""
 
-    separated: np.ndarray  # bool per learner: job ended
-    n_posted: int
-    n_expired: int
+    separated: np.ndarray  # int64: learners whose job ended
+    n_filled_background: int  # vacancies filled by background seekers
+    n_expired: int  # vacancies withdrawn unfilled
+    n_posted: int  # new vacancies (the stock is steady: filled + withdrawn)
 
 
 def report_new_jobs(
@@ -747,7 +822,6 @@ def report_new_jobs(
     week: int,
     pop: Learners,
     state: LearnerState,
-    market: Market,
     hires: Hires,
     rng: np.random.Generator,
 ) -> None:
@@ -759,14 +833,13 @@ def report_new_jobs(
     learner (common random numbers) at the cost of the hires only."""
     mk, cal = scn.market, scn.calendar
     i = hires.learner
-    in_scope = market.vacancies.in_scope[hires.vacancy]
     counts = (week - pop.grant_week[i]) >= cal.new_job_min_weeks
     keys = rng.integers(0, 2**63, size=2, dtype=np.uint64)
     reported_u, lag_u = hashed_uniform(keys[0], i), hashed_uniform(keys[1], i)
     lag = -mk.report_lag_weeks * np.log1p(-lag_u)
     seen = counts & (reported_u < mk.report_prob) & (week + lag <= cal.n_weeks)
     _first(state.seen_job_week, i[seen], week)
-    _first(state.seen_scope_job_week, i[seen & in_scope], week)
+    _first(state.seen_scope_job_week, i[seen & hires.in_scope], week)
 
 
 def flows(
@@ -778,25 +851,32 @@ def flows(
     rng_sep: np.random.Generator,
     rng_vac: np.random.Generator,
 ) -> Flow:
-    """Phase 5, flows: separations, vacancy expiry and arrival; updates ``state`` and
-    ``market``.
+    """Phase 5, flows: separations, and the vacancies filled by the background and
+    withdrawn; updates ``state``.
 
-    A job held at the start of the week (not one started this week) ends with probability
-    ``1 - exp(-separation_rate_per_year / 52)``. An unfilled vacancy expires with
-    probability ``1 / vacancy_duration_weeks``. ``Poisson(vacancies_per_1000 * n / 1000)``
-    vacancies arrive (:meth:`Market.post`).
+    A job held at the start of the week (not one started this week) ends in
+    non-employment with probability ``1 - exp(-separation_rate_per_year / 52)``; the
+    worker keeps its attachment (an attached worker becomes unemployed, a marginal one
+    marginal again). Vacancies no learner applied to are filled from the background with
+    the steady-state probability (:func:`vacancy_rates`), drawn as one binomial count per
+    segment; an unfilled vacancy is withdrawn with the steady-state probability. The stock
+    is steady: as many vacancies are posted as were filled or withdrawn.
     """
-    m = scn.market
     n = len(state.employed)
     hired = np.zeros(n, bool)
     hired[hires.learner] = True
-    p_sep = -np.expm1(-m.separation_rate_per_year / 52.0)
-    separated = state.employed & ~hired & (rng_sep.random(n, dtype=np.float32) < p_sep)
-    state.employed &= ~separated
-    vac = market.vacancies
-    filled = hires.filled(len(vac))
-    expire = rng_vac.random(len(vac)) < 1.0 / m.vacancy_duration_weeks
-    k = rng_vac.poisson(m.vacancies_per_1000 * n / 1000.0)
-    new = market.post(scn, k, week, rng_vac)
-    market.vacancies = vac.keep(~filled & ~expire).extend(new)
-    return Flow(separated, k, int((~filled & expire).sum()))
+    p_sep = weekly_prob(scn.market.separation_rate_per_year)
+    separated = np.flatnonzero(
+        state.employed & ~hired & (rng_sep.random(n, dtype=np.float32) < p_sep)
+    )
+    state.employed[separated] = False
+    state.match[separated] = 0.0
+    p_fill, p_exp = vacancy_rates(scn)
+    untouched = np.maximum(market.stock - hires.n_touched, 0)
+    bg_fills = rng_vac.binomial(untouched, p_fill) + hires.background_touched
+    open_left = market.stock - bg_fills - np.bincount(
+        market.segment_of_slot(hires.vacancy), minlength=N_SEGMENTS
+    )
+    expired = rng_vac.binomial(np.maximum(open_left, 0), p_exp / (1.0 - p_fill))
+    n_bg, n_exp = int(bg_fills.sum()), int(expired.sum())
+    return Flow(separated, n_bg, n_exp, n_bg + n_exp + len(hires.learner))

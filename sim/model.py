@@ -37,9 +37,11 @@ from sim.network import ProfessionalGraph, build_graph
 from sim.params import CREDENTIAL_TYPES, DOMAINS, EDUCATION_LEVELS, Scenario
 from sim.population import Employers, Learners, draw_employers, draw_learners
 
-__all__ = ["NO_WEEK", "SERIES_COLUMNS", "CredentialMarket", "RunResult", "Streams"]
+__all__ = ["NO_WEEK", "SERIES_COLUMNS", "STATUSES", "CredentialMarket", "RunResult", "Streams"]
 
 NO_WEEK = dyn.NO_WEEK
+#: Search status before a hire (codes of :func:`sim.dynamics.search_status`).
+STATUSES = ("employed", "unemployed", "marginal")
 _PHASES = ("share", "visibility", "apply", "source", "screen", "separate", "vacancies", "report")
 
 
@@ -179,14 +181,11 @@ class CredentialMarket(mesa.Model):
             self.population, dyn.app_open_weeks(scn, self.population, self.streams.rng("behaviour"))
         )
         self.market = dyn.Market.open(
-            scn,
-            self.population,
-            employers,
-            self.week,
-            self.streams.weekly(self.week - 1, "vacancies"),
+            scn, self.population, employers, self.streams.weekly(self.week - 1, "vacancies")
         )
         self._series: list[dict[str, Any]] = []
         self._hires: list[tuple[np.ndarray, ...]] = []
+        self._separations: list[tuple[np.ndarray, np.ndarray]] = []
         self._learner_agents: list[Learner] | None = None
         self._employer_agents: list[Employer] | None = None
         self.datacollector = mesa.DataCollector(
@@ -207,15 +206,16 @@ class CredentialMarket(mesa.Model):
             return
         scn, pop, st, mk, w = self.params, self.population, self.state, self.market, self.week
         rng = self.streams.weekly
-        n_open = len(mk.vacancies)
+        status = np.bincount(dyn.search_status(st.employed, pop.attached), minlength=3)
         new = dyn.share(scn, w, pop, st, self.treated, rng(w, "share"))
         seen = dyn.visibility(scn, w, pop, st, self.network, new, rng(w, "visibility"))
         cand = dyn.search_and_apply(scn, w, pop, st, mk, seen, rng(w, "apply"), rng(w, "source"))
         hires = dyn.screen_and_hire(scn, w, pop, st, mk, cand, rng(w, "screen"))
-        dyn.report_new_jobs(scn, w, pop, st, mk, hires, rng(w, "report"))
+        dyn.report_new_jobs(scn, w, pop, st, hires, rng(w, "report"))
         self._log_hires(hires)
         flow = dyn.flows(scn, w, st, mk, hires, rng(w, "separate"), rng(w, "vacancies"))
-        self._record_week(n_open, seen, cand, hires, flow)
+        self._separations.append((np.full(len(flow.separated), w, np.int16), flow.separated))
+        self._record_week(status, seen, cand, hires, flow)
         self.week += 1
         self.running = self.week < self.end_week
 
@@ -263,9 +263,9 @@ class CredentialMarket(mesa.Model):
             self._employer_agents = [Employer(self, e) for e in range(len(self.market.employers))]
 
     @property
-    def vacancies(self) -> dyn.Vacancies:
-        """The vacancies open now."""
-        return self.market.vacancies
+    def vacancies_open(self) -> int:
+        """Vacancies open now, in all segments (the steady stock)."""
+        return self.market.n_slots
 
     @property
     def graph(self) -> nx.Graph:
@@ -274,26 +274,28 @@ class CredentialMarket(mesa.Model):
 
     # ---- records ----------------------------------------------------------------------
     def _log_hires(self, hires: dyn.Hires) -> None:
-        vac, w = self.market.vacancies, self.week
-        for pos, who, bg in (
-            (hires.vacancy, hires.learner, False),
-            (hires.background, np.full(len(hires.background), -1), True),
-        ):
-            self._hires.append(
-                (
-                    np.full(len(pos), w, np.int16),
-                    vac.id[pos],
-                    who.astype(np.int64),
-                    vac.in_scope[pos],
-                    np.full(len(pos), bg),
-                )
+        self._hires.append(
+            (
+                np.full(len(hires.learner), self.week, np.int16),
+                hires.learner.astype(np.int64),
+                hires.vacancy.astype(np.int64),
+                hires.employer.astype(np.int32),
+                hires.in_scope,
+                hires.status,
             )
+        )
 
     def _record_week(
-        self, n_open: int, seen: dyn.Seen, cand: dyn.Candidates, hires: dyn.Hires, flow: dyn.Flow
+        self,
+        status: np.ndarray,
+        seen: dyn.Seen,
+        cand: dyn.Candidates,
+        hires: dyn.Hires,
+        flow: dyn.Flow,
     ) -> None:
         st, w = self.state, self.week
         granted = self.population.grant_week <= w
+        by_status = np.bincount(hires.status, minlength=3)
         self._series.append(
             {
                 "week": w,
@@ -302,18 +304,25 @@ class CredentialMarket(mesa.Model):
                 "shared_treated": _share(st.shared, granted & self.treated),
                 "shared_control": _share(st.shared, granted & ~self.treated),
                 "employed": float(st.employed.mean()) if len(st.employed) else 0.0,
+                "n_employed": int(status[0]),
+                "n_unemployed": int(status[1]),
+                "n_marginal": int(status[2]),
                 "hires_learners": len(hires.learner),
-                "hires_background": len(hires.background),
-                "vacancies_open": n_open,
+                "hires_job_to_job": int(by_status[0]),
+                "hires_from_unemployed": int(by_status[1]),
+                "hires_from_marginal": int(by_status[2]),
+                "hires_background": flow.n_filled_background,
+                "offers_to_learners": hires.n_offers,
+                "vacancies_open": self.market.n_slots,
                 "vacancies_posted": flow.n_posted,
-                "vacancies_filled": len(hires.vacancy) + len(hires.background),
+                "vacancies_filled": len(hires.learner) + flow.n_filled_background,
                 "vacancies_expired": flow.n_expired,
                 "applications": cand.n_applications,
                 "sourced": cand.n_sourced,
                 "feed_candidates": cand.n_feed,
-                "views": int(seen.views.sum() + cand.sourced_views.sum()),
+                "views": int(seen.views.sum()) + len(cand.sourced_views),
                 "own_views": int(seen.own_views.sum()),
-                "separations": int(flow.separated.sum()),
+                "separations": len(flow.separated),
             }
         )
         self.datacollector.collect(self)
@@ -323,17 +332,37 @@ class CredentialMarket(mesa.Model):
         return pd.DataFrame(self._series, columns=list(SERIES_COLUMNS))
 
     def hires_log(self) -> pd.DataFrame:
-        """Every filled vacancy: ``week`` and ``date`` of the hire, ``vacancy_id``,
-        ``learner`` (``<NA>`` for a background job seeker), ``in_scope``, ``background``."""
-        cols = ["week", "vacancy_id", "learner", "in_scope", "background"]
+        """Every learner's hire: ``week`` and ``date``, ``learner``, the vacancy ``slot``
+        and its ``employer``, ``in_scope``, and the learner's ``status`` before the hire
+        (``employed``: a job-to-job move, ``unemployed``, ``marginal``). Vacancies filled
+        by background job seekers are counted in the series (``hires_background``)."""
+        cols = ["week", "learner", "slot", "employer", "in_scope", "status"]
+        dts = (np.int16, np.int64, np.int64, np.int32, bool, np.int8)
         parts = [
             np.concatenate([h[k] for h in self._hires]) if self._hires else np.empty(0, dt)
-            for k, dt in enumerate((np.int16, np.int64, np.int64, bool, bool))
+            for k, dt in enumerate(dts)
         ]
         df = pd.DataFrame(dict(zip(cols, parts, strict=True)))
-        df["learner"] = pd.arrays.IntegerArray(parts[2], parts[4].copy())
+        df["status"] = pd.Categorical.from_codes(df["status"], STATUSES)
         df.insert(1, "date", self._dates(df["week"].to_numpy(dtype=float)))
         return df
+
+    def separations_log(self) -> pd.DataFrame:
+        """Every job of a learner that ended in non-employment: ``week`` and ``learner``."""
+        if not self._separations:
+            return pd.DataFrame({"week": np.empty(0, np.int16), "learner": np.empty(0, np.int64)})
+        return pd.DataFrame(
+            {
+                "week": np.concatenate([s[0] for s in self._separations]),
+                "learner": np.concatenate([s[1] for s in self._separations]).astype(np.int64),
+            }
+        )
+
+    def flows(self) -> dict[str, float]:
+        """The market's flows over the study window (:func:`sim.flows.market_flows`)."""
+        from sim.flows import market_flows
+
+        return market_flows(self.params, self.series(), self.hires_log(), self.separations_log())
 
     def _dates(self, weeks: np.ndarray) -> pd.Series | pd.DatetimeIndex:
         """Dates of week numbers (NaN: ``NaT``)."""
@@ -366,6 +395,7 @@ class CredentialMarket(mesa.Model):
                 "past_tech": pop.past_tech,
                 "past_manager": pop.past_manager,
                 "employed_baseline": pop.employed0,
+                "attached": pop.attached,
                 "credential_type": pd.Categorical.from_codes(pop.credential, CREDENTIAL_TYPES),
                 "activity": pop.activity,
                 "degree": self.network.learner_degree().astype(np.int32),
@@ -406,8 +436,15 @@ SERIES_COLUMNS = (
     "shared_treated",
     "shared_control",
     "employed",
+    "n_employed",
+    "n_unemployed",
+    "n_marginal",
     "hires_learners",
+    "hires_job_to_job",
+    "hires_from_unemployed",
+    "hires_from_marginal",
     "hires_background",
+    "offers_to_learners",
     "vacancies_open",
     "vacancies_posted",
     "vacancies_filled",
@@ -453,4 +490,7 @@ def _employers_for_graph(scn: Scenario, graph: ProfessionalGraph, rng) -> Employ
         np.cumsum(p) / p.sum(), rng.random(graph.n_employers), side="right"
     ).astype(np.int8)
     deg = np.diff(graph.el_indptr).astype(float) + 1.0
-    return Employers(domain=domain, size=deg / deg.mean())
+    from sim.population import employer_country_groups
+
+    developing = employer_country_groups(scn, domain, rng)
+    return Employers(domain=domain, size=deg / deg.mean(), developing=developing)

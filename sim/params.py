@@ -457,7 +457,7 @@ class Visibility(_Section):
         "learner more often (search boost, feed).",
     )
     search_boost: float = _calibrated(
-        5.0,
+        3.0,
         "ratio",
         "Extra weight of a shared credential in recruiter searches of its "
         "domain (weight = activity * (1 + boost)).",
@@ -493,8 +493,8 @@ class Visibility(_Section):
         ge=0,
         le=1,
     )
-    recruiter_view_prob: float = _calibrated(
-        0.01,
+    recruiter_view_prob: float = _f(
+        0.1,
         "probability",
         "Chance that a recruiter whose search finds a learner with a "
         "shared credential opens it (a view).",
@@ -502,7 +502,7 @@ class Visibility(_Section):
         le=1,
     )
     shared_view_rate: float = _f(
-        0.01,
+        0.002,
         "per week",
         "Ongoing certificate views of a shared credential from profile visits (median activity).",
         ge=0,
@@ -526,55 +526,87 @@ class Visibility(_Section):
 
 
 class Market(_Section):
-    """Phases 3-5: search, applications, screening, hiring and flows."""
+    """Phases 3-5: an open, segmented labour market (see :mod:`sim.dynamics`).
 
-    vacancies_per_1000: float = _calibrated(
-        9.0, "vacancies per week per 1000 learners", "Vacancy arrival rate.", ge=0, le=1000
+    Learners are a small share of the job seekers of their segment (domain x country
+    group); background seekers send the rest of the applications. Flow rates are
+    calibrated to outside sources (``sim/targets.py``, ``FLOW_TARGETS``).
+    """
+
+    learner_share: float = _f(
+        0.05,
+        "share",
+        "Learners' share of the job seekers (and applications) in their segment "
+        "(domain x country group); background seekers are the rest. One platform's "
+        "graduates are a small share of any labour market.",
+        gt=0,
+        le=0.9,
+    )
+    attached_share: float = _f(
+        0.4,
+        "share",
+        "Share of learners attached to the labour force: when not employed they search "
+        "actively (unemployed); the others are marginally attached (students, carers, "
+        "the discouraged) and search little. A trait, fixed for the run.",
+        gt=0,
+        le=1,
     )
     in_scope_share: float = _calibrated(
         0.6, "share", "Share of vacancies with a tech or managerial title.", ge=0, le=1
     )
     vacancy_duration_weeks: float = _f(
-        6.0, "weeks", "Mean time a vacancy stays open before it expires.", gt=0, le=104
+        5.0,
+        "weeks",
+        "Mean time a vacancy stays open (filled or withdrawn). US vacancies last about a "
+        "month on average (Davis, Faberman & Haltiwanger 2013, QJE: mean 'vacancy "
+        "duration' ~ 3-4 weeks in JOLTS); we take 5 for slower, less formal markets.",
+        ge=1,
+        le=104,
     )
-    applications_unemployed: float = _f(
+    vacancy_fill_share: float = _f(
         0.8,
+        "share",
+        "Share of vacancies that end filled (the rest are withdrawn).",
+        gt=0,
+        lt=1,
+    )
+    applications_unemployed: float = _calibrated(
+        2.0,
         "per week",
-        "Applications sent by an unemployed learner (median activity).",
+        "Applications sent by an attached, non-employed learner (median activity).",
+        ge=0,
+        le=100,
+    )
+    applications_marginal: float = _calibrated(
+        0.1,
+        "per week",
+        "Applications sent by a marginally attached, non-employed learner.",
         ge=0,
         le=100,
     )
     applications_employed: float = _calibrated(
-        0.5,
+        0.3,
         "per week",
-        "Applications sent by an employed learner (on-the-job search).",
+        "On-the-job search: applications sent by an employed learner. An offer is taken "
+        "only if its match quality beats the current job's (a job ladder).",
         ge=0,
         le=100,
     )
-    search_pause_weeks: float = _f(
-        0.0,
-        "weeks",
-        "After starting a job a learner neither applies nor takes an approach "
-        "for this long (0: on-the-job search goes on at once).",
-        ge=0,
-        le=520,
-    )
     in_domain_application_share: float = _f(
-        0.8, "share", "Share of applications to vacancies in the learner's domain.", ge=0, le=1
+        0.8,
+        "share",
+        "Share of applications to vacancies in the learner's domain (the rest go to "
+        "another domain of the learner's country group).",
+        ge=0,
+        le=1,
     )
     sourced_per_vacancy: float = _f(
-        1.5,
+        0.3,
         "per week",
-        "Learners a recruiter finds by searching the network, per open vacancy.",
+        "Profiles a recruiter finds by searching the network, per open vacancy (among "
+        "learners and background workers of the vacancy's segment, employed or not).",
         ge=0,
         le=1000,
-    )
-    background_applicants: float = _f(
-        8.0,
-        "per vacancy per week",
-        "Applicants from outside the experiment (background job seekers).",
-        ge=0,
-        le=10_000,
     )
     background_skill_mean: float = _f(
         0.0, "skill sd", "Mean perceived skill of background applicants.", ge=-10, le=10
@@ -583,17 +615,31 @@ class Market(_Section):
         1.0, "skill sd", "Sd of background applicants' perceived skill.", gt=0, le=10
     )
     hiring_bar: float = _f(
-        1.2, "skill sd", "Minimum perceived fit an employer accepts.", ge=-10, le=10
+        2.0,
+        "skill sd",
+        "Minimum score (belief + fit) an employer accepts; with the vacancy duration it "
+        "sets how many background applicants a vacancy needs.",
+        ge=-10,
+        le=10,
     )
-    fit_noise_sd: float = _calibrated(
+    fit_noise_sd: float = _f(
         1.0,
         "skill sd",
         "Sd of the idiosyncratic fit of a candidate to a vacancy (what an interview reveals).",
         ge=0,
         le=10,
     )
-    separation_rate_per_year: float = _f(0.15, "per year", "Rate at which jobs end.", ge=0, le=10)
-    report_prob: float = _f(
+    separation_rate_per_year: float = _f(
+        0.3,
+        "per year",
+        "Rate at which jobs end in non-employment: 2.5% a month. US monthly E->U plus "
+        "E->N flows are ~1.5-3% (CPS, Shimer 2012); poorer countries run 2-3x US "
+        "separation rates (Donovan, Lu & Schoellman 2023, QJE); a graduate population "
+        "sits at the low end.",
+        ge=0,
+        le=10,
+    )
+    report_prob: float = _calibrated(
         0.8, "probability", "Chance that a new job is reported on the profile.", ge=0, le=1
     )
     report_lag_weeks: float = _f(
@@ -614,22 +660,24 @@ class Signal(_Section):
         "The signal channel: employers update their belief on a visible credential.",
     )
     credibility: float = _calibrated(
-        0.9,
-        "share",
-        "How informative employers take the credential to be (0: ignored; 1: "
-        "as informative as the model allows).",
+        1.0,
+        "ratio",
+        "Weight employers give the credential's content relative to its true precision "
+        "(0: only the fact of completion counts; 1: Bayesian with the signal's true "
+        "precision; above 1: employers over-read it).",
         ge=0,
-        le=1,
+        le=20,
     )
     max_signal_precision: float = _f(
         4.0,
         "1 / skill variance",
-        "Precision of the credential signal at credibility 1.",
+        "True precision of a course credential's signal of skill (what a Bayesian "
+        "employer at credibility 1 weights it by).",
         ge=0,
         le=1000,
     )
-    prior_precision_thin: float = _calibrated(
-        0.1,
+    prior_precision_thin: float = _f(
+        0.5,
         "1 / skill variance",
         "Precision of the employer's prior from a thin record "
         "(no degree, no experience, no past job in scope).",
@@ -643,10 +691,11 @@ class Signal(_Section):
         gt=0,
         le=1000,
     )
-    course_skill_gain: float = _calibrated(
-        1.0,
+    course_skill_gain: float = _f(
+        0.25,
         "skill sd",
-        "Skill the course adds that no record shows (what the credential reveals).",
+        "How much more skilled a completer is than a non-completer with the same record "
+        "(what the fact of completion tells an employer who sees the credential).",
         ge=-5,
         le=5,
     )

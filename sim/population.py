@@ -19,7 +19,21 @@ Modelling choices (MODEL.md leaves them to us):
   no record shows; the credential, when an employer sees it, reveals a noisy reading of
   skill, ``signal = skill + n / sqrt(precision)``. Thin records leave more to learn, so the
   same credential moves beliefs most for low-employability learners.
-* **Baseline employment** rises with the record's prior mean (logistic, slope 1 per sd).
+* **Attachment and baseline employment: the market's steady state.** A share
+  ``market.attached_share`` of learners are attached to the labour force (when not
+  employed they search actively: the unemployed); the others are marginally attached
+  (students, carers, the discouraged: they search little). Each type starts at its own
+  steady state of the targeted flows (``sim.targets.FLOW_TARGETS``): an attached learner
+  is employed with probability ``f / (f + d)`` (``f`` the targeted monthly U->E rate,
+  ``d`` the monthly separation rate); the marginal rate then makes the population's
+  employment ``population.employed_share``. Within a type, employment rises with the
+  record's prior mean (logistic, slope 1 per sd).
+* **The job ladder's steady state.** A job's match quality is a rung in (0, 1); every
+  offer draws one uniformly and an employed worker moves only up. Baseline jobs are drawn
+  from the ladder's steady-state distribution (Burdett & Mortensen 1998),
+  ``G(q) = q / (1 + k (1 - q))``, with ``k`` the offer rate over the separation rate that
+  makes the job-to-job rate equal its target: ``ee = d ((1 + k) ln(1 + k) / k - 1)``.
+  A calibrated market that meets its flow targets therefore starts at its steady state.
 """
 
 from __future__ import annotations
@@ -27,6 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
+from scipy.optimize import brentq
 from scipy.special import expit, logit
 
 from sim.params import (
@@ -35,7 +50,9 @@ from sim.params import (
     DOMAINS,
     EDUCATION_LEVELS,
     Scenario,
+    ScenarioError,
 )
+from sim.targets import FLOW_TARGETS
 
 __all__ = [
     "EDUCATION_RANK",
@@ -63,6 +80,8 @@ class Learners:
     past_tech: np.ndarray  # bool
     past_manager: np.ndarray  # bool
     employed0: np.ndarray  # bool, employed at baseline
+    attached: np.ndarray  # bool, searches actively when not employed (else marginal)
+    match0: np.ndarray  # float32, match quality (ladder rung) of the baseline job
     matched: np.ndarray  # bool, profile observable by the study
     activity: np.ndarray  # float32, network activity (median 1)
     credential: np.ndarray  # int8, index into CREDENTIAL_TYPES
@@ -95,6 +114,7 @@ class Employers:
 
     domain: np.ndarray  # int8
     size: np.ndarray  # float64, relative size (mean 1)
+    developing: np.ndarray  # bool, the country group it hires in
 
     def __len__(self) -> int:
         return len(self.domain)
@@ -185,9 +205,7 @@ def draw_learners(scenario: Scenario, rng: np.random.Generator) -> Learners:
     noise = rng.standard_normal(n) / np.sqrt(np.maximum(signal_precision, 1e-12))
     signal = skill + np.where(signal_precision > 0, noise, 0.0)
 
-    employed0 = rng.random(n) < expit(
-        logit(np.clip(pop.employed_share, 1e-6, 1 - 1e-6)) + (prior_mean - prior_mean.mean())
-    )
+    attached, employed0, match0 = steady_state_start(scenario, prior_mean, rng)
 
     grant_week = np.array([cal.batch_week(b) for b in range(cal.n_batches)], dtype=np.int16)
     f32 = np.float32
@@ -200,6 +218,8 @@ def draw_learners(scenario: Scenario, rng: np.random.Generator) -> Learners:
         past_tech=past_tech,
         past_manager=past_manager,
         employed0=employed0,
+        attached=attached,
+        match0=match0.astype(f32),
         matched=matched,
         activity=activity,
         credential=credential,
@@ -216,13 +236,76 @@ def draw_learners(scenario: Scenario, rng: np.random.Generator) -> Learners:
 def draw_employers(scenario: Scenario, rng: np.random.Generator) -> Employers:
     """Employers: domain by the population's domain shares, Pareto-tailed size (mean 1)."""
     n_lrn = scenario.population.n_learners
-    n = max(len(DOMAINS), round(n_lrn * scenario.graph.employers_per_1000 / 1000))
+    n = max(2 * len(DOMAINS), round(n_lrn * scenario.graph.employers_per_1000 / 1000))
     p = np.array([scenario.population.domain_shares[k] for k in DOMAINS])
     domain = _categorical(rng, p, n)
-    domain[: len(DOMAINS)] = np.arange(len(DOMAINS))  # every domain has an employer
+    # every domain has two employers, so every segment (domain x country group) has one
+    domain[: 2 * len(DOMAINS)] = np.repeat(np.arange(len(DOMAINS)), 2)
     a = scenario.graph.employer_size_exponent
     size = (1.0 - rng.random(n)) ** (-1.0 / a)
-    return Employers(domain=domain, size=size / size.mean())
+    developing = employer_country_groups(scenario, domain, rng)
+    return Employers(domain=domain, size=size / size.mean(), developing=developing)
+
+
+def employer_country_groups(
+    scenario: Scenario, domain: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """The country group each employer hires in: developing with the population's
+    developing share; the first employer of each domain in each group is placed there,
+    so every segment (domain x country group) has an employer."""
+    developing = rng.random(len(domain)) < scenario.population.developing_share
+    for d in range(len(DOMAINS)):
+        members = np.flatnonzero(domain == d)
+        if len(members) >= 2:
+            developing[members[0]], developing[members[1]] = True, False
+    return developing
+
+
+def separation_monthly(scenario: Scenario) -> float:
+    """The monthly probability that a job ends in non-employment."""
+    return float(-np.expm1(-scenario.market.separation_rate_per_year / 12.0))
+
+
+def ladder_kappa(ee_monthly: float, sep_monthly: float) -> float:
+    """Offer rate over separation rate of employed workers, ``k``, that makes the job
+    ladder's steady-state job-to-job rate ``ee = d ((1 + k) ln(1 + k) / k - 1)``."""
+    ratio = ee_monthly / max(sep_monthly, 1e-12)
+    if ratio <= 0:
+        return 0.0
+
+    def gap(k: float) -> float:
+        return (1.0 + k) * np.log1p(k) / k - 1.0 - ratio
+
+    return float(brentq(gap, 1e-9, 1e9))
+
+
+def steady_state_start(
+    scenario: Scenario, prior_mean: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Attachment, baseline employment and baseline match quality (module docstring)."""
+    pop, m = scenario.population, scenario.market
+    n = len(prior_mean)
+    d = separation_monthly(scenario)
+    f = FLOW_TARGETS["flow.ue_monthly"].value
+    e_att = f / (f + d) if f + d > 0 else 0.0
+    share = m.attached_share
+    e_marg = (pop.employed_share - share * e_att) / (1.0 - share) if share < 1 else e_att
+    if not 0.0 <= e_marg <= 1.0:
+        hi = min(1.0, pop.employed_share / e_att) if e_att > 0 else 1.0
+        raise ScenarioError(
+            f"key 'market.attached_share' = {share}: attached learners are employed at "
+            f"{e_att:.3f} in the steady state (targeted U->E rate and "
+            f"market.separation_rate_per_year), so population.employed_share = "
+            f"{pop.employed_share} needs an employment rate of {e_marg:.3f} among the "
+            f"others; allowed range for market.attached_share [0, {hi:.4f}]"
+        )
+    attached = rng.random(n) < share
+    base = np.clip(np.where(attached, e_att, e_marg), 1e-6, 1 - 1e-6)
+    employed0 = rng.random(n) < expit(logit(base) + (prior_mean - prior_mean.mean()))
+    kappa = ladder_kappa(FLOW_TARGETS["flow.ee_monthly"].value, d)
+    u = rng.random(n)
+    match0 = u * (1.0 + kappa) / (1.0 + u * kappa)
+    return attached, employed0, match0
 
 
 def stratified_assignment(

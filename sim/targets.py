@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["MATCHED_N", "TARGETS", "Target"]
+__all__ = ["FLOW_TARGETS", "MATCHED_N", "TARGETS", "FlowTarget", "Target", "monthly_to_weekly"]
 
 #: Matched sample of the paper: 36,946 learners (18,487 treated, 18,459 control).
 MATCHED_N = {"total": 36_946, "treated": 18_487, "control": 18_459}
@@ -117,3 +117,61 @@ TARGETS: dict[str, Target] = {
         ),
     )
 }
+
+
+# ---- the market's flows: outside sources ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlowTarget:
+    """A labour-market flow moment from outside the study, with the tolerance we give it
+    (the spread of the sources, not a sampling SE) and where it comes from."""
+
+    id: str
+    label: str
+    value: float
+    tolerance: float
+    unit: str
+    source: str
+
+
+FLOW_TARGETS: dict[str, FlowTarget] = {
+    t.id: t
+    for t in (
+        FlowTarget(
+            "flow.ue_monthly",
+            "monthly job-finding rate of the unemployed (U->E)",
+            0.20,
+            0.03,
+            "share per month",
+            "Household labour-force panels: U->E runs at roughly 20-28% a month across "
+            "countries (Donovan, Lu & Schoellman 2023, QJE, 'Labor Market Dynamics and "
+            "Development'; US CPS about 25%, Shimer 2012, RED); MODEL.md gives 10-30% "
+            "for the study's countries. We take 20%.",
+        ),
+        FlowTarget(
+            "flow.ee_monthly",
+            "monthly job-to-job rate of the employed (E->E)",
+            0.025,
+            0.005,
+            "share per month",
+            "US E->E about 2% a month (Fallick & Fleischman 2004, CPS; Fujita, "
+            "Moscarini & Postel-Vinay 2024, AER); flows in poorer countries run higher "
+            "(Donovan, Lu & Schoellman 2023). We take 2.5%.",
+        ),
+        FlowTarget(
+            "flow.employment_drift_pp",
+            "change in learners' employment rate over the study window (pp)",
+            0.0,
+            0.5,
+            "pp",
+            "Steady state at randomization (MODEL.md): weekly flows are flat over the "
+            "study window; the bar is |drift| < 1 pp.",
+        ),
+    )
+}
+
+
+def monthly_to_weekly(rate: float) -> float:
+    """A monthly transition probability as a weekly one (52 / 12 weeks a month)."""
+    return 1.0 - (1.0 - rate) ** (12.0 / 52.0)
