@@ -20,6 +20,8 @@ their traceback.
 
 from __future__ import annotations
 
+import math
+
 import argparse
 import contextlib
 import logging
@@ -269,7 +271,47 @@ def _summary_tables(s: dict[str, Any]) -> Any:
         diff = s[f"{key}_diff_pp"]
         d = "n/a" if diff is None or diff != diff else f"{diff:+.2f}"
         arms.add_row(label, _pct(s[f"{key}_treated"]), _pct(s[f"{key}_control"]), d)
-    return Group(run, arms)
+    return Group(run, arms, _flows_table(s))
+
+
+#: Rows of the flows table: summary key, label, format.
+_FLOW_ROWS = (
+    ("ue_monthly", "unemployed -> job, per month", "pct"),
+    ("ne_monthly", "marginally attached -> job, per month", "pct"),
+    ("ee_monthly", "job-to-job, per month", "pct"),
+    ("eu_monthly", "job -> non-employment, per month", "pct"),
+    ("employment_drift_pp", "employment drift over the study (pp)", "{:+.2f}"),
+    ("hired_2plus_share", "hired learners hired 2+ times in 52 weeks", "pct"),
+    ("hired_5plus_share", "hired 5+ times", "pct"),
+    ("median_gap_weeks", "median gap between two hires (weeks)", "{:.0f}"),
+    ("median_tenure_weeks", "median duration of new jobs (weeks)", "{:.0f}"),
+    ("background_fill_share", "vacancies filled by background seekers", "pct"),
+    ("vacancy_duration_weeks", "mean vacancy duration (weeks)", "{:.1f}"),
+)
+
+
+def _flows_table(s: dict[str, Any]) -> Any:
+    """The market's flows over the study window, with the bars of :mod:`sim.flows`."""
+    from rich.table import Table
+
+    from sim.flows import BARS, bar_checks
+
+    flows = {k.removeprefix("flow_"): v for k, v in s.items() if k.startswith("flow_")}
+    checks = bar_checks(flows)
+    t = Table(title="market flows over the study window (sim.flows)", title_justify="left")
+    t.add_column("")
+    t.add_column("value", justify="right")
+    t.add_column("bar")
+    for key, label, fmt in _FLOW_ROWS:
+        v = flows.get(key, math.nan)
+        text = _pct(v) if fmt == "pct" else ("n/a" if v != v else fmt.format(v))
+        bar_key = "abs_employment_drift_pp" if key == "employment_drift_pp" else key
+        bar = ""
+        if bar_key in BARS:
+            op, bound, _ = BARS[bar_key]
+            bar = f"{op} {bound:g} " + ("ok" if checks[bar_key] else "MISSED")
+        t.add_row(label, text, bar)
+    return t
 
 
 # ---- credsim reproduce -------------------------------------------------------------------

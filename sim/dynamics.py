@@ -633,10 +633,15 @@ def search_and_apply(
 
 def poisson_quantile_by(lams: np.ndarray, group: np.ndarray, u: np.ndarray) -> np.ndarray:
     """``Poisson(lams[group[i]])`` draws by inversion (:func:`poisson_quantile`), one
-    uniform each: the count of learner ``i`` depends on its own uniform and rate only."""
+    uniform each: the count of learner ``i`` depends on its own uniform and rate only.
+    Most counts are zero, so those are settled with one comparison first."""
+    lams = np.asarray(lams, dtype=float)
+    zero = u < np.exp(-lams).astype(np.float32)[group]
     out = np.zeros(len(u), dtype=np.int16)
-    for g, lam in enumerate(lams):
-        idx = np.flatnonzero(group == g)
+    rest = np.flatnonzero(~zero)
+    g = group[rest]
+    for k, lam in enumerate(lams):
+        idx = rest[g == k]
         if len(idx) and lam > 0:
             out[idx] = poisson_quantile(float(lam), u[idx])
     return out

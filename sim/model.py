@@ -88,6 +88,7 @@ class RunResult:
     learners: pd.DataFrame
     hires: pd.DataFrame
     meta: dict = field(default_factory=dict)
+    flows: dict = field(default_factory=dict)  # the market's flows (sim.flows)
 
 
 class CredentialMarket(mesa.Model):
@@ -417,14 +418,18 @@ class CredentialMarket(mesa.Model):
         return df
 
     def result(self) -> RunResult:
-        """The run's result object (series, per-learner frame, hires log)."""
+        """The run's result object (series, per-learner frame, hires log, flows)."""
+        from sim.flows import market_flows
+
+        series, hires = self.series(), self.hires_log()
         return RunResult(
             self.params,
             self.seed,
-            self.series(),
+            series,
             self.learners_frame(),
-            self.hires_log(),
+            hires,
             meta={"spawn_key": list(self.spawn_key)},
+            flows=market_flows(self.params, series, hires, self.separations_log()),
         )
 
 

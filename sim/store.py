@@ -304,7 +304,8 @@ def summarize(result: RunResult) -> dict[str, Any]:
 
     By arm, in the whole population: ``any_view``, share whose certificate was viewed at
     least once (own views excluded). Market totals: final employment rate, hires of
-    learners and of background applicants, mean open vacancies per week.
+    learners and of background job seekers, mean open vacancies per week, and the
+    market's flows over the study window (``flow_*``, :func:`sim.flows.market_flows`).
     """
     lf, series, hires = result.learners, result.series, result.hires
     treated = lf["treated"].astype(bool)
@@ -331,9 +332,9 @@ def summarize(result: RunResult) -> dict[str, Any]:
         out[f"{name}_treated"] = rt
         out[f"{name}_control"] = rc
         out[f"{name}_diff_pp"] = 100.0 * (rt - rc)
-    bg = hires["background"].astype(bool) if len(hires) else pd.Series([], dtype=bool)
     out["employment_final"] = float(lf["employed"].mean()) if len(lf) else math.nan
-    out["hires_learners"] = int((~bg).sum())
-    out["hires_background"] = int(bg.sum())
+    out["hires_learners"] = len(hires)
+    out["hires_background"] = int(series["hires_background"].sum()) if len(series) else 0
     out["vacancies_open_mean"] = float(series["vacancies_open"].mean()) if len(series) else math.nan
+    out.update({f"flow_{k}": v for k, v in result.flows.items()})
     return out

@@ -258,6 +258,7 @@ class StudyResult:
     truth: pd.DataFrame
     curves: pd.DataFrame
     dataset: pd.DataFrame | None = None
+    flows: dict = field(default_factory=dict)  # the study world's market flows (sim.flows)
 
     @property
     def true(self) -> dict[str, float]:
@@ -354,9 +355,10 @@ def _run_study(
 
     if twin:
         tw = run_twins(scenario, seed)
-        learners = tw.study.learners
+        world = tw.study
     else:
-        learners = CredentialMarket(scenario, rng=seed).run().learners
+        world = CredentialMarket(scenario, rng=seed).run()
+    learners = world.learners
     ds = study_dataset(learners, scenario)
     pop = population_dataset(learners, scenario)
     tseed = int(seed.generate_state(1)[0] % 100_000)
@@ -378,6 +380,7 @@ def _run_study(
         truth=truth,
         curves=_curves(ds),
         dataset=ds.assign(tertile=tert.to_numpy()) if keep_dataset else None,
+        flows=world.flows,
     )
 
 

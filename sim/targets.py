@@ -152,12 +152,13 @@ FLOW_TARGETS: dict[str, FlowTarget] = {
         FlowTarget(
             "flow.ee_monthly",
             "monthly job-to-job rate of the employed (E->E)",
-            0.025,
+            0.02,
             0.005,
             "share per month",
             "US E->E about 2% a month (Fallick & Fleischman 2004, CPS; Fujita, "
-            "Moscarini & Postel-Vinay 2024, AER); flows in poorer countries run higher "
-            "(Donovan, Lu & Schoellman 2023). We take 2.5%.",
+            "Moscarini & Postel-Vinay 2024, AER); poorer countries run higher "
+            "(Donovan, Lu & Schoellman 2023), graduates with stable jobs lower. We take "
+            "2%, with a tolerance of 0.5 pp.",
         ),
         FlowTarget(
             "flow.employment_drift_pp",
