@@ -106,6 +106,7 @@ __all__ = [
     "expand_csr",
     "flows",
     "hashed_uniform",
+    "match_quality",
     "poisson_quantile",
     "poisson_quantile_by",
     "posterior_mean",
@@ -476,6 +477,27 @@ class Candidates:
     n_sourced: int
     n_feed: int
     sourced_views: np.ndarray  # learners whose shared credential a recruiter opened (one per look)
+    match_key: np.uint64 = np.uint64(0)  # hash key of the week's match qualities
+
+
+def match_quality(key: np.uint64, vacancy: np.ndarray, learner: np.ndarray) -> np.ndarray:
+    """The match quality ``q ~ U(0, 1)`` of a learner at a vacancy this week: a hash of the
+    week's key, the vacancy and the learner (the same in twin worlds)."""
+    pair = learner.astype(np.uint64) * np.uint64(1 << 32) + vacancy.astype(np.uint64)
+    return hashed_uniform(key, pair)
+
+
+def _worth_moving(
+    key: np.uint64, state: LearnerState, vacancy: np.ndarray, learner: np.ndarray
+) -> np.ndarray:
+    """Which candidacies a learner would take the job of: all for the non-employed; for
+    the employed, those whose match quality beats the current job's."""
+    keep = np.ones(len(learner), bool)
+    emp = np.flatnonzero(state.employed[learner])
+    if len(emp):
+        q = match_quality(key, vacancy[emp], learner[emp])
+        keep[emp] = q > state.match[learner[emp]]
+    return keep
 
 
 def unique_pairs(vacancy: np.ndarray, learner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -552,7 +574,9 @@ def search_and_apply(
     it with ``recruiter_view_prob`` (a view, added to ``state``). Employers that looked at
     a new share in the feed consider the learner for one of their open vacancies
     (visibility channel only). Employed learners are candidates too (on-the-job search
-    and passive candidates); whether they move is decided by the job ladder in phase 4.
+    and passive candidates), but only for vacancies whose match quality
+    (:func:`match_quality`) beats their current job's: they see it before they apply or
+    answer a recruiter (directed on-the-job search on the job ladder).
     """
     m, vis = scn.market, scn.visibility
     shared, activity = state.shared, pop.activity
@@ -621,13 +645,21 @@ def search_and_apply(
     else:
         feed_vac = feed_learner = np.empty(0, np.int64)
 
+    # directed on-the-job search: an employed learner sees a vacancy's match before it
+    # applies or answers a recruiter, and only a better match is worth it
+    key = rng_source.integers(0, 2**63, dtype=np.uint64)
+    groups = []
+    for v, lrn in ((app_vac, app_learner), (src_vac, src_learner), (feed_vac, feed_learner)):
+        keep = _worth_moving(key, state, v, lrn)
+        groups.append((v[keep], lrn[keep]))
     return Candidates(
-        vacancy=np.concatenate([app_vac, src_vac, feed_vac]),
-        learner=np.concatenate([app_learner, src_learner, feed_learner]),
-        n_applications=len(app_vac),
-        n_sourced=len(src_vac),
-        n_feed=len(feed_vac),
+        vacancy=np.concatenate([g[0] for g in groups]),
+        learner=np.concatenate([g[1] for g in groups]),
+        n_applications=len(groups[0][0]),
+        n_sourced=len(groups[1][0]),
+        n_feed=len(groups[2][0]),
         sourced_views=sourced_views,
+        match_key=key,
     )
 
 
@@ -753,11 +785,10 @@ def screen_and_hire(
     """Phase 4, screening and hiring: employers' beliefs (:func:`posterior_mean`), their
     offers (:func:`choose`), and the learners' choices on the job ladder.
 
-    Every offer carries a match quality ``q ~ U(0, 1)`` (a hash of the week, learner and
-    vacancy: the same in twin worlds). A learner with several offers considers the best
-    match; a non-employed learner takes it, an employed one only if ``q`` beats the
-    match of its current job (so on-the-job moves slow down as a worker climbs). A
-    declined offer leaves the vacancy open. A hired learner is employed from this week; the
+    Every offer carries a match quality ``q ~ U(0, 1)`` (:func:`match_quality`: the same
+    in twin worlds). Employed learners are candidates only where ``q`` beats the match of
+    their current job (phase 3: directed on-the-job search), so on-the-job moves slow
+    down as a worker climbs. A learner with several offers takes the best match. A hired learner is employed from this week; the
     job is a *new job* for the study if it starts at least ``calendar.new_job_min_weeks``
     after the learner's credential was granted (``first_job_week``, and
     ``first_scope_job_week`` for a vacancy in scope).
@@ -769,8 +800,7 @@ def screen_and_hire(
     )
     offered = offer_pair[offer_pair >= 0]
     o_vac, o_lrn = vacancy[offered], learner[offered]
-    key = rng.integers(0, 2**63, dtype=np.uint64)
-    q = hashed_uniform(key, o_lrn.astype(np.uint64) * np.uint64(1 << 32) + o_vac.astype(np.uint64))
+    q = match_quality(cand.match_key, o_vac, o_lrn)
     # each learner considers its best match
     order = np.lexsort((-q, o_lrn))
     top = order[np.r_[True, o_lrn[order][1:] != o_lrn[order][:-1]]] if len(order) else order
