@@ -1,38 +1,69 @@
 """Calibration: fit the model's free parameters to the study's numbers (TARGETS.md).
 
-Method: simulated method of moments with common random numbers, in two blocks.
+Method: simulated method of moments (SMM) with common random numbers, in two blocks.
 
-1. **Sharing** (``sharing.hazard_at_grant``, ``sharing.nudge_strength``) is fitted first
-   to the matched sample's control sharing rate and the true ITT on sharing. Sharing
-   depends on nothing in the labour market, so this block replays phase 1 alone on the
-   calibration populations (exactly the draws the full model makes) and solves the two
-   equations by Brent's method in seconds.
-2. **Market, channels and views** (the parameters of :data:`MARKET_PARAMS`) are fitted
-   jointly to the remaining moments: control means of new job, new job in scope and
-   (population) any certificate view; the true ITTs of those three; and the control mean
-   and true ITT of a new job within each tertile of predicted employability (the
-   paper's cross-fitted classifier, :func:`sim.estimate.employability_tertiles`).
-   An evaluation runs twin worlds at the study's full scale for each of ``n_seeds``
-   seeds (spawned from the master seed) and averages the moments; the seeds are the
-   same at every point (common random numbers), so the objective is a deterministic
-   function of the parameters. The residuals are ``(simulated - paper) / scale`` with
-   the scales of :data:`SCALES`; their sum of squares is minimised by Levenberg-Marquardt
-   steps with Broyden updates of a finite-difference Jacobian (see :class:`Calibration`),
-   in the logit space of each parameter's calibration range.
+1. **Sharing** (:data:`SHARING_PARAMS`: ``sharing.hazard_at_grant``,
+   ``sharing.nudge_strength``) is fitted first to the matched sample's control sharing
+   rate and the true ITT on sharing. Sharing depends on nothing in the labour market, so
+   this block replays phase 1 alone on the calibration populations (exactly the draws the
+   full model makes) and solves the two equations by Brent's method in seconds.
+2. **The market block** fits the parameters of :data:`MARKET_PARAMS` to the moments of
+   :data:`MOMENT_TARGETS`, both plain data near the top of this module (one tuple each:
+   add a parameter or a moment by adding a line). Each target is a
+   :class:`~sim.targets.MomentTarget` ``(id, value, se, source, kind)``: ``se`` is the
+   data-side uncertainty of ``value`` (the paper's published SE; for an outside flow
+   moment, a stated tolerance). The residuals are ``(simulated - value) / se``, i.e. the
+   weighting matrix is ``W = diag(1/se^2)``, and ``r'r`` is minimised by
+   ``scipy.optimize.least_squares`` (trust-region reflective, ``method="trf"``) within
+   the bounds of each parameter's range. The moments of :data:`PREDICTIONS` (new job by
+   tertile of predicted employability) are *not* fitted: they are computed at the
+   optimum and reported as out-of-sample predictions.
+
+An evaluation runs twin worlds at the study's full scale for each of ``n_seeds`` fitting
+seeds (spawned from the master seed) and averages their moments; the seeds are the same at
+every point (common random numbers), so the objective is a deterministic function of the
+parameters. Simulated ITTs are the *true* effects of the twin runs (each learner under both
+arms): the paper's estimate is the target, and the model's expected estimate is its true
+effect.
+
+**Parameterisation.** The optimiser works on ``x = (value - lo) / (hi - lo)`` in ``[0, 1]``
+for each parameter (``trf`` handles the bounds itself, so a parameter can reach its bound,
+where :func:`Calibration.run` flags it, and the Jacobian stays that of the model rather
+than shrinking near a bound as a logit's would). The Jacobian is computed by forward
+differences of :data:`FD_STEP` in that space (backward at the upper bound); all its
+points are one batch of twin runs. The fit stops on the tolerances :data:`FTOL`,
+:data:`XTOL`, :data:`GTOL` (scipy's ``status`` > 0), after ``max_iterations`` evaluations
+of the residuals (scipy's ``max_nfev``; ``status`` 0), or when the wall-time budget
+``max_minutes`` is spent before another batch starts (``status`` -2, scipy's code for a
+stop asked for by the caller; the result is the last accepted point).
+
+**Inference** (:func:`smm_inference`). At the optimum the twin runs are repeated at
+``n_se_seeds`` further seeds (spawned from the master seed, disjoint from the fitting
+seeds) to estimate ``Sigma_sim``, the covariance of one seed's moments. With ``G`` the
+Jacobian of the simulated moments in natural units (the last finite-difference Jacobian,
+rescaled), ``S`` fitting seeds and ``Omega = diag(se^2) + Sigma_sim / S``::
+
+    Var(theta) = (G'WG)^-1 G'W Omega W G (G'WG)^-1
+
+Each parameter is reported with its SE, t-ratio, range and an ``at_bound`` flag (within
+:data:`AT_BOUND_SHARE` of its range's width from a bound: the SE there is not a valid
+interval); identification by the singular values and condition number of ``W^1/2 G``
+with each column scaled by its parameter's range width (``weakly identified`` above
+:data:`WEAK_CONDITION`, or a singular value ~0: then there are no SEs) and each
+parameter's most sensitive moment; over-identification, when there are more moments than
+parameters, by Hansen's ``J = r'r`` and its chi-square p-value (``df = moments -
+params``; exact when the simulation noise is small against ``se``).
 
 The search starts from the base scenario's values: by default ``uncalibrated``, whose free
 parameters are the schema's round pre-calibration defaults (:mod:`sim.params`). The
 result is written to the packaged ``sim/scenarios/paper.toml``, the one home of the
-calibrated values.
-
-Simulated ITTs are the *true* effects from the twin runs (each learner under both
-arms), not one noisy estimate: the paper's estimate is the target, and the model's
-expected estimate is its true effect.
+calibrated values, with every input and output above in its ``[provenance]`` table.
 
 Every twin run is a task of :mod:`sim.runner` (``<hash of the point>-s<seed index>``),
 and the optimiser asks the runner for one batch at a time (the start, the points of a
-finite-difference Jacobian, each step), on a local process pool or a Dask cluster. Each
-finished run is written at once to the output folder, one file per run::
+finite-difference Jacobian, each trial step, the extra seeds at the optimum), on a local
+process pool or a Dask cluster. Each finished run is written at once to the output
+folder, one file per run::
 
     <out>/calibration.toml       the master seed (the folder's record)
     <out>/base.toml              the base scenario (a record too)
@@ -57,9 +88,12 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from scipy.optimize import brentq
+import scipy
+from scipy.optimize import brentq, least_squares
+from scipy.stats import chi2
 
 from sim import defaults
 from sim import dynamics as dyn
@@ -78,20 +112,26 @@ from sim.runner import (
     scenario_record,
     write_atomic,
 )
-from sim.store import git_info
-from sim.targets import TARGETS
+from sim.store import git_info, jsonable
+from sim.targets import TARGETS, MomentTarget, paper_moments
 
 _log = logging.getLogger(__name__).info  # progress lines; the CLI shows them
 
 __all__ = [
+    "HELD_PARAMS",
     "MARKET_PARAMS",
+    "MOMENT_TARGETS",
+    "PREDICTIONS",
     "SHARING_PARAMS",
     "Calibration",
+    "FreeParam",
+    "MomentTarget",
     "calibrate",
     "fit_sharing",
     "moment_targets",
     "moments_from_rows",
     "simulate_moments",
+    "smm_inference",
 ]
 
 
@@ -104,62 +144,78 @@ class FreeParam:
     hi: float
 
 
+# ---- what is fitted: parameters and moments (edit here) ----------------------------------
+
 SHARING_PARAMS = (
     FreeParam("sharing.hazard_at_grant", 0.001, 0.5),
     FreeParam("sharing.nudge_strength", 0.0, 5.0),
 )
 
+#: The market block's free parameters (provisional, until the labour market is rebuilt).
 MARKET_PARAMS = (
-    FreeParam("market.vacancies_per_1000", 0.5, 20.0),
     FreeParam("market.in_scope_share", 0.2, 0.95),
     FreeParam("market.applications_employed", 0.01, 0.8),
-    FreeParam("market.fit_noise_sd", 0.1, 3.0),
     FreeParam("signal.credibility", 0.01, 1.0),
-    FreeParam("signal.prior_precision_thin", 0.05, 3.9),
-    FreeParam("signal.course_skill_gain", -1.0, 2.0),
-    FreeParam("visibility.search_boost", 0.0, 30.0),
     FreeParam("visibility.unshared_view_rate", 1e-4, 0.05),
     FreeParam("visibility.recruiter_view_prob", 0.0, 1.0),
+    FreeParam("market.vacancies_per_1000", 0.5, 20.0),
 )
 
-#: How closely each moment must be matched (pp): the scale of its residual. Effects are
-#: what the study is about, so they get the tight scales: the half-width of the
-#: reproduction windows (a 5-7% overall and a 9.5-12.5% low-tertile relative effect, i.e.
-#: +-0.17 pp and +-0.16 pp), 0.2 pp for the medium tertile (whose relative effect must stay
-#: below the low tertile's) and half the paper's SE for the other effects; control means
-#: a third of their tolerance (1 pp overall, 2 pp by tertile); views, whose SE is
-#: tiny, half their SE (effect) or 0.1 pp (control mean).
-SCALES = {
-    "new_job.control": 1 / 3,
-    "new_job.itt": 0.17,
-    "new_job_in_scope.control": 1 / 3,
-    "new_job_in_scope.itt": 0.397 / 2,
-    "any_view.control": 0.1,
-    "any_view.itt": 0.09 / 2,
-    "new_job_low.control": 2 / 3,
-    "new_job_low.itt": 0.16,
-    "new_job_medium.control": 2 / 3,
-    "new_job_medium.itt": 0.2,
-    "new_job_high.control": 2 / 3,
-    "new_job_high.itt": 1.141 / 2,
-}
+#: Parameters the schema still marks as calibrated (``calibrated: True`` in sim/params.py)
+#: that the provisional market block no longer fits: they keep the base scenario's value.
+#: Provisional too: empty once the schema and :data:`MARKET_PARAMS` agree again.
+HELD_PARAMS = (
+    "market.fit_noise_sd",
+    "signal.prior_precision_thin",
+    "signal.course_skill_gain",
+    "visibility.search_boost",
+)
+
+#: The moments the market block matches. Outside labour-flow moments go here too, e.g.
+#: ``MomentTarget("flow.ue_monthly", 0.25, 0.02, "<citation>", "flow")`` (a twin run
+#: reports a row with that id, its value in ``control_mean``: :func:`moments_from_rows`).
+MOMENT_TARGETS: tuple[MomentTarget, ...] = (
+    *paper_moments("new_job", "new_job_in_scope", "any_view"),
+)
+
+#: Computed at the optimum and reported next to the paper's numbers, never fitted: the
+#: control mean and true ITT of a new job by tertile of predicted employability (the
+#: paper's cross-fitted classifier, :func:`sim.estimate.employability_tertiles`).
+PREDICTIONS: tuple[MomentTarget, ...] = paper_moments(
+    "new_job_low", "new_job_medium", "new_job_high"
+)
+
+# ---- how it is fitted ----------------------------------------------------------------------
+
+#: Finite-difference step in unit-range space (5% of each parameter's range). The simulated
+#: moments are deterministic under common random numbers but not smooth at fine scales
+#: (finite agents, discrete events: a tiny change moves a few learners' outcomes at once),
+#: so a derivative over a small step is mostly that jitter; a step of 5% of the range
+#: averages over it while staying small against the curvature of the moments.
+FD_STEP = 0.05
+#: scipy ``ftol``: stop when a step lowers ``r'r`` by less than this fraction of it.
+FTOL = 1e-3
+#: scipy ``xtol``: stop when a step is shorter than ~1% of the point's norm in unit-range
+#: space (about 1% of a range: below the resolution of a 5% finite-difference step).
+XTOL = 1e-2
+#: scipy ``gtol``: stop when the scaled gradient of ``r'r / 2`` (in SE units per range
+#: width) is below this (the first-order condition, met exactly by a perfect fit).
+GTOL = 1e-4
+#: Extra seeds at the optimum for the covariance of the simulated moments.
+N_SE_SEEDS = 8
+#: ``at_bound`` within this share of the range's width of either bound.
+AT_BOUND_SHARE = 0.01
+#: ``weakly identified`` when the condition number of ``W^1/2 G`` (columns per range
+#: width) exceeds this ...
+WEAK_CONDITION = 1e3
+#: ... or when a singular value is below this fraction of the largest (numerically 0:
+#: ``G'WG`` is singular and there are no standard errors).
+SINGULAR_RTOL = 1e-10
 
 
 def moment_targets() -> list[tuple[str, float, float]]:
-    """The moments the market block matches: id, paper value (pp), scale (pp)."""
-    out = []
-    for tid in (
-        "new_job",
-        "new_job_in_scope",
-        "any_view",
-        "new_job_low",
-        "new_job_medium",
-        "new_job_high",
-    ):
-        t = TARGETS[tid]
-        out.append((f"{tid}.control", t.control_mean, SCALES[f"{tid}.control"]))
-        out.append((f"{tid}.itt", t.itt_pp, SCALES[f"{tid}.itt"]))
-    return out
+    """The moments the market block matches: id, target value, se (its residual's scale)."""
+    return [(t.id, t.value, t.se) for t in MOMENT_TARGETS]
 
 
 # ---- simulated moments ----------------------------------------------------------------
@@ -177,9 +233,13 @@ def simulate_moments(scenario: Scenario, seed: int | np.random.SeedSequence) -> 
 def moments_from_rows(rows) -> dict[str, float]:
     """The moments of one twin run from its rows (the twins' rows of
     :meth:`sim.study.StudyResult.rows`): ``<id>.control`` (mean of Y(0), %),
-    ``<id>.itt`` (true effect, pp) and ``<id>.n`` for the tertiles."""
+    ``<id>.itt`` (true effect, pp) and ``<id>.n`` for the tertiles. A row whose id has a
+    dot (``flow.ue_monthly``) is one moment by itself, its value in ``control_mean``."""
     out: dict[str, float] = {}
     for row in rows.itertuples():
+        if "." in row.id:
+            out[row.id] = float(row.control_mean)
+            continue
         out[f"{row.id}.control"] = float(row.control_mean)
         out[f"{row.id}.itt"] = float(row.true_effect)
         if row.id.startswith("new_job_") and row.id != "new_job_in_scope":
@@ -237,30 +297,144 @@ def fit_sharing(
     }
 
 
-# ---- the market block -------------------------------------------------------------------
+# ---- the market block: parameterisation and inference ----------------------------------------
 
 
-def _to_z(x: np.ndarray, params: Sequence[FreeParam]) -> np.ndarray:
-    lo = np.array([p.lo for p in params])
-    hi = np.array([p.hi for p in params])
-    u = np.clip((x - lo) / (hi - lo), 1e-6, 1 - 1e-6)
-    return np.log(u / (1 - u))
+def _bounds(params: Sequence[FreeParam]) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.array([p.lo for p in params], dtype=float)
+    return lo, np.array([p.hi for p in params], dtype=float) - lo
 
 
-def _from_z(z: np.ndarray, params: Sequence[FreeParam]) -> np.ndarray:
-    lo = np.array([p.lo for p in params])
-    hi = np.array([p.hi for p in params])
-    return lo + (hi - lo) / (1 + np.exp(-z))
+def to_unit(value: np.ndarray, params: Sequence[FreeParam]) -> np.ndarray:
+    """Natural values -> the optimiser's ``x = (value - lo) / (hi - lo)``."""
+    lo, width = _bounds(params)
+    return (np.asarray(value, dtype=float) - lo) / width
+
+
+def from_unit(x: np.ndarray, params: Sequence[FreeParam]) -> np.ndarray:
+    """The optimiser's ``x`` in ``[0, 1]`` -> natural values."""
+    lo, width = _bounds(params)
+    return lo + width * np.asarray(x, dtype=float)
+
+
+# The names of the former logit transform (tests/test_study.py round-trips them).
+_to_z, _from_z = to_unit, from_unit
+
+
+def smm_inference(
+    jac_unit: np.ndarray,
+    residuals: np.ndarray,
+    targets: Sequence[MomentTarget],
+    params: Sequence[FreeParam],
+    x: np.ndarray,
+    sigma_sim: np.ndarray | None,
+    n_fit_seeds: int,
+) -> dict[str, Any]:
+    """Standard errors, identification and over-identification at the optimum ``x``.
+
+    ``jac_unit`` is ``d residual / d x`` (moments x parameters, ``x`` in unit-range
+    space), i.e. ``W^1/2 G D`` with ``G`` the Jacobian of the simulated moments in natural
+    units and ``D = diag(hi - lo)``; ``residuals`` are ``(simulated - value) / se`` at the
+    optimum; ``sigma_sim`` is the covariance of one seed's simulated target moments
+    (None: not estimated, taken as 0) and ``n_fit_seeds`` the seeds averaged in a fit
+    evaluation. The sandwich (module docstring) is computed in unit space,
+    ``D (A'A)^-1 A' Omega~ A (A'A)^-1 D`` with ``A = W^1/2 G D`` and
+    ``Omega~ = W^1/2 Omega W^1/2``, which is the same matrix and better conditioned.
+    Never raises on a singular ``G'WG``: the SEs are then NaN and ``message`` says why.
+    """
+    a = np.asarray(jac_unit, dtype=float)
+    r = np.asarray(residuals, dtype=float)
+    m, n = a.shape
+    se_data = np.array([t.se for t in targets], dtype=float)
+    lo, width = _bounds(params)
+    theta = lo + width * np.asarray(x, dtype=float)
+    # identification: singular values of W^1/2 G with columns per range width (= A)
+    sv_full, weakest = np.zeros(n), {}
+    finite = bool(np.isfinite(a).all())
+    if finite and a.size:
+        _, sv, vt = np.linalg.svd(a, full_matrices=True)
+        sv_full[: len(sv)] = sv
+        v = vt[-1] * np.sign(vt[-1][np.argmax(np.abs(vt[-1]))])
+        weakest = {p.key: float(c) for p, c in zip(params, v, strict=True) if abs(c) >= 0.1}
+    top = float(sv_full.max()) if n else 0.0
+    rank = int(np.sum(sv_full > SINGULAR_RTOL * top)) if top > 0 else 0
+    cond = float(top / sv_full.min()) if n and sv_full.min() > 0 else math.inf
+    weak = rank < n or cond > WEAK_CONDITION
+    # the sandwich
+    omega = np.eye(m)
+    if sigma_sim is not None:
+        omega = omega + np.asarray(sigma_sim, dtype=float) / n_fit_seeds / np.outer(
+            se_data, se_data
+        )
+    if not finite:
+        cov = np.full((n, n), np.nan)
+        message = "the Jacobian of the moments is not finite: no standard errors"
+    elif rank < n:
+        cov = np.full((n, n), np.nan)
+        message = (
+            f"G'WG is singular (rank {rank} of {n} parameters): the moments do not identify "
+            f"the parameters separately (weakest direction {_direction(weakest)}); no "
+            "standard errors"
+        )
+    else:
+        ainv = np.linalg.pinv(a)  # = (A'A)^-1 A' at full column rank, by the SVD
+        cov = (ainv @ omega @ ainv.T) * np.outer(width, width)
+        message = "SMM sandwich (G'WG)^-1 G'W Omega W G (G'WG)^-1, Omega = diag(se^2) + "
+        message += "Sigma_sim/S" if sigma_sim is not None else "0 (simulation noise not estimated)"
+    se = np.sqrt(np.diag(cov))
+    parameters = {}
+    for j, p in enumerate(params):
+        near = min(theta[j] - p.lo, p.hi - theta[j]) <= AT_BOUND_SHARE * (p.hi - p.lo)
+        i = int(np.argmax(np.abs(a[:, j]))) if m else 0
+        parameters[p.key] = {
+            "value": float(theta[j]),
+            "se": float(se[j]),
+            "lo": p.lo,
+            "hi": p.hi,
+            "at_bound": bool(near),
+            "t_ratio": float(theta[j] / se[j]) if se[j] > 0 else math.nan,
+            "most_sensitive_moment": targets[i].id if m else None,
+            # d residual / d x: SEs of that moment per range width of the parameter
+            "sensitivity": float(a[i, j]) if m else math.nan,
+        }
+    j_stat = float(r @ r)
+    df = m - n
+    return {
+        "parameters": parameters,
+        "cov": cov,
+        "message": message,
+        "identification": {
+            "singular_values": [float(s) for s in sv_full],
+            "condition_number": cond,
+            "rank": rank,
+            "weakly_identified": bool(weak),
+            "weakest_direction": weakest,
+        },
+        "overidentification": {
+            "j_stat": j_stat,
+            "df": df,
+            "p_value": float(chi2.sf(j_stat, df)) if df > 0 else None,
+        },
+    }
+
+
+def _direction(loadings: dict[str, float]) -> str:
+    return " ".join(f"{c:+.2f} {k}" for k, c in loadings.items()) or "none"
+
+
+class _OutOfTime(Exception):
+    """The wall-time budget was spent before the next batch of twin runs."""
 
 
 class Calibration:
     """The whole procedure, its twin runs kept in a result folder (see the module docstring).
 
-    The market block is minimised by Levenberg-Marquardt steps in the logit space of the
-    parameters. The Jacobian is computed once by forward differences (its columns are one
-    batch of runs) and then kept current with Broyden's rank-one update after every step,
-    so each later step costs one evaluation; it is recomputed after repeated rejected
-    steps. Each evaluation averages the moments over ``n_seeds`` twin runs.
+    ``params`` (default :data:`MARKET_PARAMS`) are fitted to ``targets`` (default
+    :data:`MOMENT_TARGETS`) by ``scipy.optimize.least_squares``; ``predictions`` (default
+    :data:`PREDICTIONS`) are reported at the optimum. Each evaluation averages the moments
+    over ``n_seeds`` twin runs; ``n_se_seeds`` more runs at the optimum estimate the
+    simulation noise for the standard errors (0: not estimated). ``sharing_block`` fits
+    the sharing parameters first (off: they keep the base scenario's values).
 
     The runs go to ``executor`` when given (e.g. a Dask cluster's), else to a local pool
     of ``workers`` processes (one: this process); ``task_fn`` runs one of them (default
@@ -279,21 +453,40 @@ class Calibration:
         log: Callable[[str], None] = _log,
         max_iterations: int = defaults.CALIBRATE_MAX_ITERATIONS,
         n_seeds: int = defaults.CALIBRATE_SEEDS,
+        n_se_seeds: int = N_SE_SEEDS,
         max_minutes: float = defaults.CALIBRATE_MAX_MINUTES,
         task_fn: TaskFn = run_task,
         manifest: dict | None = None,
         session: dict | None = None,
         base_source: str | None = None,
+        params: Sequence[FreeParam] = MARKET_PARAMS,
+        targets: Sequence[MomentTarget] = MOMENT_TARGETS,
+        predictions: Sequence[MomentTarget] = PREDICTIONS,
+        sharing_block: bool = True,
     ):
+        if n_seeds < 1 or n_se_seeds < 0 or n_se_seeds == 1:
+            raise ValueError(
+                f"need n_seeds >= 1 and n_se_seeds 0 or >= 2 (a covariance), got "
+                f"{n_seeds} and {n_se_seeds}"
+            )
+        ids = [t.id for t in (*targets, *predictions)]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"a moment is listed twice among targets and predictions: {ids}")
+        if max_iterations < 1:
+            raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
         self.base, self.seed, self.out = base, seed, Path(out)
-        self.seeds = np.random.SeedSequence(seed).spawn(n_seeds)
+        # fitting seeds first, then the extra seeds of the standard errors: all children of
+        # the master seed, so disjoint, and the fitting seeds do not depend on n_se_seeds
+        children = np.random.SeedSequence(seed).spawn(n_seeds + n_se_seeds)
+        self.seeds, self.se_seeds = children[:n_seeds], children[n_seeds:]
+        self._children = children
         self.workers, self.executor, self.task_fn = workers, executor, task_fn
         self.log, self.max_iterations, self.max_minutes = log, max_iterations, max_minutes
         self.manifest, self.session_info = manifest, dict(session or {})
         self.base_source = base_source or f"base scenario {base.meta.name!r}"
-        self.targets = moment_targets()
+        self.params, self.targets = tuple(params), tuple(targets)
+        self.predictions, self.sharing_block = tuple(predictions), sharing_block
         self.t0 = time.monotonic()
-        self.best: tuple[float, dict, dict] | None = None
         self.evaluated: dict[str, Task] = {}  # the twin runs this calibration asked for
         self.ran = 0  # of which run now (the others were read from the folder)
         self._store = self._executor = None
@@ -328,10 +521,11 @@ class Calibration:
                 self._store = self._executor = None
 
     def task(self, overrides: dict, k: int) -> Task:
-        """The twin run of the point ``overrides`` at seed ``k``; its id hashes the point."""
+        """The twin run of the point ``overrides`` at seed ``k`` (the fitting seeds are
+        ``0 .. n_seeds-1``, the standard errors' follow); its id hashes the point."""
         point = {key: float(v) for key, v in sorted(overrides.items())}
         digest = hashlib.sha256(json.dumps(point).encode()).hexdigest()[:16]
-        sd = self.seeds[k]
+        sd = self._children[k]
         return Task(
             task_id=f"{digest}-s{k}",
             overrides=point,
@@ -344,30 +538,45 @@ class Calibration:
             index=k,
         )
 
-    def evaluate_many(self, overrides: list[dict]) -> list[dict]:
-        """Moments at each point, averaged over the seeds: one batch for the runner, which
+    def runs(self, overrides: list[dict], seeds: Sequence[int]) -> list[list[dict]]:
+        """The moments of each point at each seed index: one batch for the runner, which
         runs the twin runs missing from the folder and writes them; all are read back."""
-        tasks = [[self.task(o, k) for k in range(len(self.seeds))] for o in overrides]
+        tasks = [[self.task(o, k) for k in seeds] for o in overrides]
         batch = [t for ts in tasks for t in ts]
         with self.session():
             run = run_tasks(batch, self._store, self._executor, self.task_fn, log=self.log)
             self.ran += run.ran
-            raise_failed(self._store, batch, "twin runs")
-            moments = {t.task_id: moments_from_rows(self._store.read(t)) for t in batch}
+            rows = {t.task_id: self._store.read(t) for t in batch}
+            if any(df is None or not (df["status"] == "ok").all() for df in rows.values()):
+                raise_failed(self._store, batch, "twin runs")
+            moments = {task_id: moments_from_rows(df) for task_id, df in rows.items()}
         self.evaluated.update((t.task_id, t) for t in batch)
+        return [[moments[t.task_id] for t in ts] for ts in tasks]
+
+    def evaluate_many(self, overrides: list[dict]) -> list[dict]:
+        """Moments at each point, averaged over the fitting seeds (one batch)."""
         out = []
-        for ts in tasks:
-            runs = [moments[t.task_id] for t in ts]
+        for runs in self.runs(overrides, range(len(self.seeds))):
             out.append({m: float(np.mean([r[m] for r in runs])) for m in runs[0]})
         return out
 
     def residuals(self, moments: dict) -> np.ndarray:
-        return np.array([(moments[m] - t) / s for m, t, s in self.targets])
+        """``(simulated - value) / se`` of each target, in the order of ``targets``."""
+        missing = [t.id for t in self.targets if t.id not in moments]
+        if missing:
+            raise KeyError(
+                f"the twin runs report no moment {', '.join(missing)} (they report "
+                f"{', '.join(sorted(moments))})"
+            )
+        return np.array([(moments[t.id] - t.value) / t.se for t in self.targets])
 
     # the procedure --------------------------------------------------------------------
     def run(self) -> dict:
         with self.session():
             return self._run()
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.t0
 
     def _run(self) -> dict:
         where = self.session_info.get("executor") or (
@@ -375,66 +584,47 @@ class Calibration:
         )
         self.log(
             f"calibration of {self.base.meta.name}: {self.base.population.n_learners:,}"
-            f" learners, {len(self.seeds)} seeds from master seed {self.seed}, "
-            f"{where}"
+            f" learners, {len(self.seeds)} seeds (+{len(self.se_seeds)} for the standard "
+            f"errors) from master seed {self.seed}, {where}; {len(self.params)} parameters, "
+            f"{len(self.targets)} moments"
         )
-        sharing = fit_sharing(self.base, self.seeds, self.log)
-        fixed = {k: v for k, v in sharing.items() if k != "moments"}
-        params = MARKET_PARAMS
-        keys = [p.key for p in params]
-        z = _to_z(np.array([_get(self.base, k) for k in keys], dtype=float), params)
-
-        def at(z: np.ndarray) -> dict:
-            return {**fixed, **dict(zip(keys, map(float, _from_z(z, params)), strict=True))}
-
-        def evaluate(points: list[np.ndarray]) -> list[np.ndarray]:
-            moms = self.evaluate_many([at(p) for p in points])
-            out = []
-            for p, m in zip(points, moms, strict=True):
-                r = self.residuals(m)
-                obj = float(r @ r)
-                if self.best is None or obj < self.best[0]:
-                    self.best = (obj, at(p), m)
-                out.append(r)
-            return out
-
-        def jacobian(z: np.ndarray, r: np.ndarray, h: float = 0.25) -> np.ndarray:
-            cols = evaluate([z + h * e for e in np.eye(len(z))])
-            return np.column_stack([(c - r) / h for c in cols])
-
-        r = evaluate([z])[0]
-        self.log(f"  start: objective {r @ r:9.3f}")
-        jac = jacobian(z, r)
-        lam, rejected, message = 1e-2, 0, "iteration limit reached"
-        for it in range(1, self.max_iterations + 1):
-            if time.monotonic() - self.t0 > 60 * self.max_minutes:
-                message = f"time limit ({self.max_minutes:.0f} min) reached"
-                break
-            g = jac.T @ r
-            a = jac.T @ jac
-            dz = np.linalg.solve(a + lam * np.diag(np.diag(a) + 1e-9), -g)
-            dz *= min(1.0, 1.5 / max(np.abs(dz).max(), 1e-12))  # trust region (logit)
-            r_new = evaluate([z + dz])[0]
-            # Broyden: make the Jacobian agree with the step just taken
-            jac += np.outer(r_new - r - jac @ dz, dz) / float(dz @ dz)
-            accepted = r_new @ r_new < r @ r
-            if accepted:
-                z, r, lam, rejected = z + dz, r_new, lam / 3, 0
-            else:
-                lam, rejected = lam * 4, rejected + 1
+        held = [k for k in HELD_PARAMS if k not in {p.key for p in self.params}]
+        if held:
+            self.log(f"  held at the base scenario's values: {', '.join(held)}")
+        if len(self.targets) < len(self.params):
             self.log(
-                f"  step {it:2d}: objective {r_new @ r_new:9.3f} "
-                f"({'accepted' if accepted else 'rejected'}), best "
-                f"{self.best[0]:9.3f}, {time.monotonic() - self.t0:6.0f} s"
+                f"  fewer moments ({len(self.targets)}) than parameters ({len(self.params)}): "
+                "the parameters cannot all be identified"
             )
-            if rejected >= 3:
-                self.log("  recomputing the Jacobian")
-                jac, lam, rejected = jacobian(z, r), 1e-2, 0
-            if float(np.abs(dz).max()) < 1e-3 and accepted:
-                message = "step below tolerance"
-                break
-        obj, best_over, best_mom = self.best
-        seconds = time.monotonic() - self.t0
+        if self.sharing_block:
+            sharing = fit_sharing(self.base, self.seeds, self.log)
+        else:
+            sharing = {"moments": {}}
+        fixed = {k: v for k, v in sharing.items() if k != "moments"}
+        fit = self._fit(fixed)
+        x, keys = fit["x"], [p.key for p in self.params]
+        at = {**fixed, **dict(zip(keys, map(float, from_unit(x, self.params)), strict=True))}
+
+        # simulation noise: the optimum at the extra seeds
+        sigma, se_moments = None, {}
+        if self.se_seeds:
+            k0 = len(self.seeds)
+            t_batch = time.monotonic()
+            per_seed = self.runs([at], range(k0, k0 + len(self.se_seeds)))[0]
+            ids = [t.id for t in self.targets]
+            mat = np.array([[r[i] for i in ids] for r in per_seed])
+            sigma = np.atleast_2d(np.cov(mat, rowvar=False, ddof=1))
+            se_moments = {m: float(np.std([r[m] for r in per_seed], ddof=1)) for m in per_seed[0]}
+            self.log(
+                f"  {len(self.se_seeds)} more seeds at the optimum for the simulation noise "
+                f"({time.monotonic() - t_batch:.0f} s)"
+            )
+        inf = smm_inference(
+            fit["jac"], fit["r"], self.targets, self.params, x, sigma, len(self.seeds)
+        )
+        self._log_inference(inf, fit["r"])
+
+        seconds = self._elapsed()
         self._store.record_session(
             {
                 **self.session_info,
@@ -443,19 +633,197 @@ class Calibration:
                 "wall_seconds": round(seconds, 3),
             }
         )
+        obj = float(fit["r"] @ fit["r"])
+        opt = fit["optimizer"]
         self.log(
             f"done: objective {obj:.3f} ({len(self.evaluated)} twin runs, {self.ran} "
-            f"run now, the others read from {self.out}; {seconds:.0f} s); {message}"
+            f"run now, the others read from {self.out}; {seconds:.0f} s); "
+            f"{opt['stopped_on']}: {opt['message']}"
         )
+        moments = fit["moments"]
         return {
-            "fitted": best_over,
+            "fitted": at,
             "objective": obj,
-            "moments": {**sharing["moments"], **best_mom},
-            "targets": {m: {"value": t, "scale": s} for m, t, s in self.targets},
+            "moments": {**sharing["moments"], **moments},
+            "targets": {
+                t.id: {
+                    "value": t.value,
+                    "se": t.se,
+                    "source": t.source,
+                    "kind": t.kind,
+                    "simulated": moments[t.id],
+                    "residual": float(ri),
+                }
+                for t, ri in zip(self.targets, fit["r"], strict=True)
+            },
+            "predictions": {
+                t.id: {
+                    "value": t.value,
+                    "se": t.se,
+                    "source": t.source,
+                    "simulated": moments.get(t.id, math.nan),
+                    "sim_se": se_moments.get(t.id, math.nan),
+                }
+                for t in self.predictions
+            },
+            "parameters": inf["parameters"],
+            "identification": inf["identification"],
+            "overidentification": inf["overidentification"],
+            "inference": {
+                "message": inf["message"],
+                "n_fitting_seeds": len(self.seeds),
+                "n_se_seeds": len(self.se_seeds),
+                "cov": [[float(v) for v in row] for row in inf["cov"]],
+                "sim_cov": {
+                    "moments": [t.id for t in self.targets],
+                    "matrix": None if sigma is None else [[float(v) for v in r] for r in sigma],
+                },
+                "sim_se": se_moments,
+            },
+            "optimizer": opt,
             "evaluations": len(self.evaluated),
             "seeds": [[sd.entropy, *sd.spawn_key] for sd in self.seeds],
-            "optimizer": {"message": message},
+            "se_seeds": [[sd.entropy, *sd.spawn_key] for sd in self.se_seeds],
         }
+
+    def _fit(self, fixed: dict) -> dict:
+        """Minimise ``r'r`` over the market parameters: the optimum in unit-range space,
+        the residual Jacobian there, the moments and the optimiser's record."""
+        params, keys = self.params, [p.key for p in self.params]
+        n = len(params)
+        start = np.array([_get(self.base, k) for k in keys], dtype=float)
+        x0 = to_unit(start, params)
+        if np.any((x0 < 0) | (x0 > 1)):
+            outside = [k for k, u in zip(keys, x0, strict=True) if not 0 <= u <= 1]
+            self.log(f"  base values outside their range, clipped: {', '.join(outside)}")
+            x0 = np.clip(x0, 0.0, 1.0)
+        evals: dict[bytes, tuple[np.ndarray, dict]] = {}  # x -> (residuals, moments)
+        jacs: dict[bytes, np.ndarray] = {}
+        state = {"deadline": True, "batches": 0, "nfev": 0, "njev": 0, "best": math.inf}
+        accepted = [np.array(x0)]  # where the Jacobian was last taken: trf's current point
+
+        def at(x: np.ndarray) -> dict:
+            return {**fixed, **dict(zip(keys, map(float, from_unit(x, params)), strict=True))}
+
+        def batch(xs: list[np.ndarray], what: str) -> list[tuple[np.ndarray, dict]]:
+            todo = [x for x in xs if x.tobytes() not in evals]
+            if todo:
+                if state["deadline"] and self._elapsed() > 60 * self.max_minutes:
+                    raise _OutOfTime
+                t_batch = time.monotonic()
+                for x, mom in zip(todo, self.evaluate_many([at(x) for x in todo]), strict=True):
+                    r = self.residuals(mom)
+                    evals[x.tobytes()] = (r, mom)
+                    state["best"] = min(state["best"], float(r @ r))
+                state["batches"] += 1
+                got = [evals[x.tobytes()][0] for x in xs]
+                self.log(
+                    f"  batch {state['batches']:3d} ({what}, {len(todo)} points x "
+                    f"{len(self.seeds)} seeds): objective {got[0] @ got[0]:9.3f}, best "
+                    f"{state['best']:9.3f}; {time.monotonic() - t_batch:5.0f} s, "
+                    f"{self._elapsed():6.0f} s in all"
+                )
+            return [evals[x.tobytes()] for x in xs]
+
+        def fun(x: np.ndarray) -> np.ndarray:
+            state["nfev"] += 1
+            return batch([np.array(x, dtype=float)], "residuals")[0][0]
+
+        def jac(x: np.ndarray) -> np.ndarray:
+            x = np.array(x, dtype=float)
+            if x.tobytes() in jacs:
+                return jacs[x.tobytes()]
+            state["njev"] += 1
+            steps = np.where(x + FD_STEP <= 1.0, FD_STEP, -FD_STEP)  # backward at the top
+            points = [x + steps[j] * np.eye(n)[j] for j in range(n)]
+            got = batch([x, *points], f"Jacobian, {n} parameters")
+            r0 = got[0][0]
+            a = np.column_stack([(got[j + 1][0] - r0) / steps[j] for j in range(n)])
+            jacs[x.tobytes()] = a
+            accepted[0] = x
+            return a
+
+        opt = {
+            "name": "scipy.optimize.least_squares",
+            "method": "trf",
+            "scipy_version": scipy.__version__,
+            "transform": "unit range: x = (value - lo) / (hi - lo), bounds [0, 1]",
+            "fd_step": FD_STEP,
+            "ftol": FTOL,
+            "xtol": XTOL,
+            "gtol": GTOL,
+            "max_nfev": self.max_iterations,
+            "max_minutes": self.max_minutes,
+        }
+        try:
+            res = least_squares(
+                fun,
+                x0,
+                jac=jac,
+                bounds=(np.zeros(n), np.ones(n)),
+                method="trf",
+                ftol=FTOL,
+                xtol=XTOL,
+                gtol=GTOL,
+                x_scale=1.0,
+                max_nfev=self.max_iterations,
+            )
+            x, status, message = np.array(res.x, dtype=float), int(res.status), str(res.message)
+            stopped_on = "tolerance" if status > 0 else "max_nfev" if status == 0 else "error"
+        except _OutOfTime:
+            x, status, stopped_on = accepted[0], -2, "time"
+            message = (
+                f"stopped: the wall-time budget ({self.max_minutes:g} min) was spent before "
+                "the tolerances were met (not converged); the result is the last accepted "
+                "point"
+            )
+        state["deadline"] = False  # the rest is needed for the result, whatever the time
+        r, moments = batch([x], "the optimum")[0]
+        a = jac(x)
+        opt.update(
+            status=status,
+            message=message,
+            stopped_on=stopped_on,
+            converged=status > 0,
+            nfev=state["nfev"],
+            njev=state["njev"],
+            batches=state["batches"],
+        )
+        return {"x": x, "r": r, "jac": a, "moments": moments, "optimizer": opt}
+
+    def _log_inference(self, inf: dict, r: np.ndarray) -> None:
+        ident, over = inf["identification"], inf["overidentification"]
+        for key, p in inf["parameters"].items():
+            flag = "  AT BOUND" if p["at_bound"] else ""
+            self.log(
+                f"  {key:32s} {p['value']:10.5g} (SE {p['se']:9.3g}, t {p['t_ratio']:7.2f}) "
+                f"in [{p['lo']:g}, {p['hi']:g}]; most sensitive moment "
+                f"{p['most_sensitive_moment']}{flag}"
+            )
+        svs = ", ".join(f"{s:.3g}" for s in ident["singular_values"])
+        verdict = "weakly identified" if ident["weakly_identified"] else "identified"
+        self.log(
+            f"  identification: condition number {ident['condition_number']:.3g}, singular "
+            f"values {svs}: {verdict}"
+            + (
+                f" (weakest direction {_direction(ident['weakest_direction'])})"
+                if ident["weakly_identified"]
+                else ""
+            )
+        )
+        if not all(math.isfinite(p["se"]) for p in inf["parameters"].values()):
+            self.log(f"  {inf['message']}")
+        if over["df"] > 0:
+            self.log(
+                f"  over-identification: J = {over['j_stat']:.3f}, df {over['df']}, "
+                f"p = {over['p_value']:.3g}"
+            )
+        else:
+            self.log(
+                f"  exactly identified (J = {over['j_stat']:.3f}, no over-identification test)"
+            )
+        for t, ri in zip(self.targets, r, strict=True):
+            self.log(f"  {t.id:28s} target {t.value:8.4g} (se {t.se:.3g}): residual {ri:+.2f} se")
 
 
 def _get(scn: Scenario, key: str) -> float:
@@ -478,15 +846,30 @@ def calibrated_scenario(base: Scenario, result: dict) -> Scenario:
     )
 
 
+def _toml_ready(obj: Any) -> Any:
+    """Plain Python values for TOML: numpy scalars as numbers, None (no TOML null) left out."""
+    if isinstance(obj, dict):
+        return {str(k): _toml_ready(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list | tuple):
+        return [_toml_ready(v) for v in obj if v is not None]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
 def provenance_toml(
     result: dict, base_path: str, seed: int, commit: str, when: str, seconds: float
 ) -> str:
     """The ``[provenance]`` table appended to ``paper.toml`` (read back as information)."""
     method = (
-        "SMM with common random numbers: sharing block by Brent root-finding, market "
-        "block by Levenberg-Marquardt with Broyden updates on (sim - paper)/scale, "
-        "moments averaged over twin runs of several seeds; see sim/calibrate.py"
+        "SMM with common random numbers: sharing block by Brent root-finding; market "
+        "block by scipy.optimize.least_squares (trf, bounds) on (simulated - target)/se "
+        "with finite-difference Jacobians, moments averaged over twin runs of several "
+        "seeds; SMM sandwich standard errors with simulation noise from extra seeds; see "
+        "sim/calibrate.py"
     )
+    opt = result["optimizer"]
+    ident, over = result["identification"], result["overidentification"]
     provenance = {
         "command": f"credsim calibrate --base {base_path}",
         "base_scenario": base_path,
@@ -496,14 +879,51 @@ def provenance_toml(
         "wall_seconds": round(seconds, 1),
         "method": method,
         "seeds": [str(x) for x in result["seeds"]],
+        "se_seeds": [str(x) for x in result["se_seeds"]],
         "objective": result["objective"],
         "evaluations": result["evaluations"],
-        "optimizer": result["optimizer"]["message"],
+        "j_stat": over["j_stat"],
+        "j_df": over["df"],
+        "j_pvalue": over["p_value"],
+        "condition_number": ident["condition_number"],
+        "singular_values": ident["singular_values"],
+        "weakly_identified": ident["weakly_identified"],
+        "inference": result["inference"]["message"],
         "fitted": dict(result["fitted"]),
-        "targets": {k: v["value"] for k, v in result["targets"].items()},
+        "optimizer": {
+            k: opt[k]
+            for k in (
+                "name",
+                "method",
+                "transform",
+                "fd_step",
+                "ftol",
+                "xtol",
+                "gtol",
+                "max_nfev",
+                "max_minutes",
+                "status",
+                "message",
+                "stopped_on",
+                "nfev",
+                "njev",
+            )
+        },
+        "parameters": {
+            k: {f: p[f] for f in ("value", "se", "lo", "hi", "at_bound", "t_ratio")}
+            for k, p in result["parameters"].items()
+        },
+        "targets": {
+            k: {f: t[f] for f in ("value", "se", "source", "kind")}
+            for k, t in result["targets"].items()
+        },
         "simulated": {k: round(v, 4) for k, v in result["moments"].items() if math.isfinite(v)},
+        "predictions": {
+            k: {f: p[f] for f in ("value", "se", "simulated", "sim_se")}
+            for k, p in result["predictions"].items()
+        },
     }
-    return dumps_toml({"provenance": provenance})
+    return dumps_toml({"provenance": _toml_ready(provenance)})
 
 
 def calibrate(
@@ -516,6 +936,7 @@ def calibrate(
     executor: Executor | None = None,
     max_iterations: int = defaults.CALIBRATE_MAX_ITERATIONS,
     n_seeds: int = defaults.CALIBRATE_SEEDS,
+    n_se_seeds: int = N_SE_SEEDS,
     max_minutes: float = defaults.CALIBRATE_MAX_MINUTES,
     log: Callable[[str], None] = _log,
     clock: Callable[[], str] | None = None,
@@ -527,8 +948,12 @@ def calibrate(
 
     ``out_dir`` keeps every twin run (a rerun resumes; see the module docstring) and
     ``calibration.json`` (inputs, outputs, every moment). The twin runs go to
-    ``executor`` when given, else to ``workers`` local processes. The scenario file is
-    written only when the fit is complete.
+    ``executor`` when given, else to ``workers`` local processes. Each evaluation
+    averages ``n_seeds`` twin runs; ``n_se_seeds`` more at the optimum give the
+    simulation noise of the standard errors (see :class:`Calibration`). ``max_iterations``
+    bounds the evaluations of the residuals (scipy's ``max_nfev``; the Jacobians come on
+    top). The scenario file is written when the fit has finished (converged or stopped on
+    ``max_iterations`` or ``max_minutes``: its ``[provenance]`` says which).
 
     Raises:
         sim.runner.StoreError: ``out_dir`` holds another calibration, or is in use.
@@ -543,7 +968,14 @@ def calibrate(
     manifest = store.manifest(
         base,
         seed,
-        {"calibration": {"base_scenario": str(base_path), "seeds": n_seeds}, "sessions": []},
+        {
+            "calibration": {
+                "base_scenario": str(base_path),
+                "seeds": n_seeds,
+                "se_seeds": n_se_seeds,
+            },
+            "sessions": [],
+        },
         timestamp=started,
         command=command,
     )
@@ -556,6 +988,7 @@ def calibrate(
         log=log,
         max_iterations=max_iterations,
         n_seeds=n_seeds,
+        n_se_seeds=n_se_seeds,
         max_minutes=max_minutes,
         task_fn=task_fn,
         manifest=manifest,
@@ -579,15 +1012,18 @@ def calibrate(
     write_atomic(
         Path(out_dir) / "calibration.json",
         json.dumps(
-            {
-                "base": str(base_path),
-                "seed": seed,
-                "commit": commit,
-                "finished": when,
-                "wall_seconds": seconds,
-                **result,
-            },
+            jsonable(
+                {
+                    "base": str(base_path),
+                    "seed": seed,
+                    "commit": commit,
+                    "finished": when,
+                    "wall_seconds": seconds,
+                    **result,
+                }
+            ),
             indent=2,
+            allow_nan=False,
             default=str,
         ),
     )

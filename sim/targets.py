@@ -11,7 +11,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["FLOW_TARGETS", "MATCHED_N", "TARGETS", "FlowTarget", "Target", "monthly_to_weekly"]
+__all__ = [
+    "FLOW_TARGETS",
+    "MATCHED_N",
+    "MOMENT_KINDS",
+    "PAPER",
+    "TARGETS",
+    "FlowTarget",
+    "MomentTarget",
+    "Target",
+    "flow_moments",
+    "monthly_to_weekly",
+    "paper_moments",
+]
 
 #: Matched sample of the paper: 36,946 learners (18,487 treated, 18,459 control).
 MATCHED_N = {"total": 36_946, "treated": 18_487, "control": 18_459}
@@ -176,3 +188,67 @@ FLOW_TARGETS: dict[str, FlowTarget] = {
 def monthly_to_weekly(rate: float) -> float:
     """A monthly transition probability as a weekly one (52 / 12 weeks a month)."""
     return 1.0 - (1.0 - rate) ** (12.0 / 52.0)
+
+
+# ---- moments as calibration targets -------------------------------------------------------
+
+#: The paper the targets come from (the citation of every ``kind="paper"`` moment).
+PAPER = "Athey & Palikot (2024), arXiv 2405.00247"
+#: Where a moment target comes from: the paper's tables, or an outside labour-flow number.
+MOMENT_KINDS = ("paper", "flow")
+
+
+@dataclass(frozen=True)
+class MomentTarget:
+    """One moment a calibration matches: its id, target value and data-side uncertainty.
+
+    ``id`` names a simulated moment (``<row id>.control`` or ``<row id>.itt`` of a twin
+    run, or an outside moment such as ``flow.ue_monthly``). ``se`` is the uncertainty of
+    ``value`` on the data side, in its units: the published SE for the paper's numbers, a
+    stated tolerance for an outside flow moment. ``source`` cites where ``value`` (and
+    ``se``) come from; ``kind`` is one of :data:`MOMENT_KINDS`.
+    """
+
+    id: str
+    value: float
+    se: float
+    source: str
+    kind: str = "paper"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.value) and math.isfinite(self.se) and self.se > 0):
+            raise ValueError(f"{self.id}: value and se must be finite, se > 0 ({self})")
+        if self.kind not in MOMENT_KINDS:
+            raise ValueError(f"{self.id}: kind must be one of {MOMENT_KINDS}, not {self.kind!r}")
+
+
+def paper_moments(*ids: str) -> tuple[MomentTarget, ...]:
+    """The control mean (%) and ITT (pp) of each row of :data:`TARGETS`, as moment targets:
+    ``<id>.control`` with SE :attr:`Target.control_se` and ``<id>.itt`` with the published
+    SE of the effect."""
+    out = []
+    for tid in ids:
+        t = TARGETS[tid]
+        out.append(
+            MomentTarget(
+                f"{tid}.control",
+                t.control_mean,
+                t.control_se,
+                f"{PAPER}, {t.source}: control mean (binomial SE over n/2 = {t.n // 2:,})",
+            )
+        )
+        out.append(
+            MomentTarget(
+                f"{tid}.itt", t.itt_pp, t.se_pp, f"{PAPER}, {t.source}: ITT (published SE)"
+            )
+        )
+    return tuple(out)
+
+
+def flow_moments(*ids: str) -> tuple[MomentTarget, ...]:
+    """The outside flow moments of :data:`FLOW_TARGETS` as moment targets (``se`` = the
+    stated tolerance; ``source`` the citation)."""
+    return tuple(
+        MomentTarget(t.id, t.value, t.tolerance, t.source, kind="flow")
+        for t in (FLOW_TARGETS[i] for i in (ids or tuple(FLOW_TARGETS)))
+    )

@@ -152,38 +152,97 @@ def slow_study(task):
 
 
 # ---- a calibration's twin run ---------------------------------------------------------------
+#
+# The moments are a known smooth function of the market parameters in unit-range space,
+# ``m(u) = CENTRE + SLOPES @ f(u - 1/2)`` (``f`` the identity for the linear fakes, with a
+# quadratic term for :func:`moments`), plus seed noise: the same at every point for one seed
+# (common random numbers), as in the model.
 
-#: The calibrated market parameters and their ranges (sim.calibrate.MARKET_PARAMS).
-_RANGES = {
-    "market.vacancies_per_1000": (0.5, 20.0),
+#: The market parameters the fake responds to, and their ranges: the provisional
+#: sim.calibrate.MARKET_PARAMS (tests/test_calibrate.py fits these, whatever that list
+#: becomes; a parameter the fake does not know moves none of its moments).
+RANGES = {
     "market.in_scope_share": (0.2, 0.95),
     "market.applications_employed": (0.01, 0.8),
-    "market.fit_noise_sd": (0.1, 3.0),
     "signal.credibility": (0.01, 1.0),
-    "signal.prior_precision_thin": (0.05, 3.9),
-    "signal.course_skill_gain": (-1.0, 2.0),
-    "visibility.search_boost": (0.0, 30.0),
     "visibility.unshared_view_rate": (1e-4, 0.05),
     "visibility.recruiter_view_prob": (0.0, 1.0),
+    "market.vacancies_per_1000": (0.5, 20.0),
 }
-
-
-def moments(task):
-    """A twin run's rows: control means and true effects, smooth in the market
-    parameters (so the optimiser moves), plus a small offset by seed."""
-    u = [(task.overrides[k] - lo) / (hi - lo) for k, (lo, hi) in _RANGES.items()]
-    ids = [
-        "shared",
-        "new_job",
-        "new_job_in_scope",
-        "any_view",
-        "new_job_low",
-        "new_job_medium",
-        "new_job_high",
+#: The moments the market parameters move, in the order of the rows of SLOPES.
+MOMENTS = (
+    "new_job.control",
+    "new_job.itt",
+    "new_job_in_scope.control",
+    "new_job_in_scope.itt",
+    "any_view.control",
+    "any_view.itt",
+    "new_job_low.control",
+    "new_job_low.itt",
+    "new_job_medium.control",
+    "new_job_medium.itt",
+    "new_job_high.control",
+    "new_job_high.itt",
+)
+#: The moments at u = 1/2: the paper's numbers, near enough.
+CENTRE = np.array([17.0, 1.1, 12.5, 1.0, 18.9, 0.6, 11.5, 1.2, 12.3, 0.8, 31.0, 0.5])
+#: The scale of each moment's response (pp): about the paper's SE of that moment, so that
+#: the residuals in SE units respond alike.
+SCALE = np.array([0.3, 0.45, 0.25, 0.4, 0.06, 0.09, 0.35, 0.5, 0.3, 0.6, 0.5, 1.1])
+#: d moment / d u (pp per range width): for the six fitted moments, ``SCALE`` times a
+#: well-conditioned matrix (each moment moved mostly by "its" parameter); the tertile
+#: moments follow the overall new-job moments.
+SLOPES = SCALE[:, None] * np.array(
+    [
+        [10.0, 2.0, 0.0, -1.0, 0.0, 0.0],
+        [0.0, 10.0, 2.0, 0.0, -1.0, 0.0],
+        [0.0, 0.0, 10.0, 2.0, 0.0, -1.0],
+        [-1.0, 0.0, 0.0, 10.0, 2.0, 0.0],
+        [0.0, -1.0, 0.0, 0.0, 10.0, 2.0],
+        [2.0, 0.0, -1.0, 0.0, 0.0, 10.0],
+        [8.0, 3.0, 0.0, 0.0, 0.0, 2.0],
+        [0.0, 8.0, 3.0, 0.0, 0.0, 0.0],
+        [9.0, 2.0, 0.0, 0.0, 0.0, 1.0],
+        [0.0, 9.0, 2.0, 0.0, 0.0, 0.0],
+        [10.0, 1.0, 0.0, 0.0, 0.0, 3.0],
+        [0.0, 5.0, 1.0, 0.0, 0.0, 0.0],
     ]
-    control = [10 + 20 * u[j] + 2 * u[(j + 3) % 10] ** 2 for j in range(len(ids))]
-    effect = [0.5 + 2 * u[(j + 5) % 10] - u[(j + 1) % 10] * u[j] for j in range(len(ids))]
-    offset = 0.05 * task.replication
+)
+#: SD of a seed's noise on each moment: 5% of its scale.
+NOISE_SD = 0.05 * SCALE
+
+
+def unit(overrides) -> np.ndarray:
+    """The market parameters of a point in unit-range space (the middle when absent)."""
+    return np.array(
+        [(overrides.get(k, (lo + hi) / 2) - lo) / (hi - lo) for k, (lo, hi) in RANGES.items()]
+    )
+
+
+def market_moments(u, shape: str = "smooth") -> dict[str, float]:
+    """The noise-free moments at ``u``: ``smooth`` (with a quadratic term), ``linear``, or
+    ``sum`` (linear, the first two parameters entering only through their sum)."""
+    d = np.asarray(u, dtype=float) - 0.5
+    if shape == "smooth":
+        d = d + 0.5 * d**2
+    elif shape == "sum":
+        d = np.array([(d[0] + d[1]) / 2, (d[0] + d[1]) / 2, *d[2:]])
+    elif shape != "linear":
+        raise ValueError(shape)
+    return dict(zip(MOMENTS, CENTRE + SLOPES @ d, strict=True))
+
+
+def noise(seed) -> np.ndarray:
+    """One seed's noise on :data:`MOMENTS` (the same at every point)."""
+    return NOISE_SD * np.random.default_rng(seed).standard_normal(len(MOMENTS))
+
+
+def _twin_rows(task, shape: str) -> pd.DataFrame:
+    values = np.array(list(market_moments(unit(task.overrides), shape).values()))
+    values = values + noise(task.seed)
+    got = dict(zip(MOMENTS, values, strict=True))
+    ids = ["shared", "new_job", "new_job_in_scope", "any_view"]
+    ids += ["new_job_low", "new_job_medium", "new_job_high"]
     return pd.DataFrame(
         {
             "id": ids,
@@ -191,10 +250,25 @@ def moments(task):
             "group": "all",
             "estimator": "twin",
             "n": 1000,
-            "control_mean": np.add(control, offset),
-            "true_effect": np.add(effect, offset),
+            "control_mean": [got.get(f"{i}.control", 16.5) for i in ids],
+            "true_effect": [got.get(f"{i}.itt", 2.8) for i in ids],
         }
     )
+
+
+def moments(task):
+    """A twin run's rows: :func:`market_moments` (smooth) plus the seed's noise."""
+    return _twin_rows(task, "smooth")
+
+
+def linear_moments(task):
+    """:func:`moments` with linear moments (the delta method is exact)."""
+    return _twin_rows(task, "linear")
+
+
+def sum_moments(task):
+    """:func:`linear_moments` where two parameters enter only through their sum."""
+    return _twin_rows(task, "sum")
 
 
 def slow_moments(task):

@@ -36,6 +36,7 @@ from sim.runner import (
     open_store,
     read_tables,
 )
+from sim.store import jsonable
 
 #: A tiny scenario: 2,000 learners, a fifth of them matched (400 in the study).
 TINY = '[meta]\nname = "tiny"\n\n[population]\nn_learners = 2000\nmatched_share = 0.2\n'
@@ -302,7 +303,7 @@ def test_calibrate_resumes_after_sigkill_and_replays_its_path(fakes, tmp_path: P
         ],
     )
     first = session.start(tmp_path / "log1", seconds=0.3)
-    session.kill_when(first, out, 8)  # the start (2 runs) and some of the Jacobian (20)
+    session.kill_when(first, out, 8)  # the start (2 runs) and some of the Jacobian (12)
     assert not paper.exists() and not (out / "calibration.json").exists()
     finished = _task_ids(out)
     session.tear(out, finished[0])
@@ -330,9 +331,22 @@ def test_calibrate_resumes_after_sigkill_and_replays_its_path(fakes, tmp_path: P
     ran = (tmp_path / "log2").read_text().split()
     assert sorted(ran) == sorted(set(path) - set(finished[1:]))  # only the missing ones
     got = json.loads((out / "calibration.json").read_text())
-    for key in ("fitted", "objective", "moments", "evaluations", "seeds"):
-        assert got[key] == json.loads(json.dumps(ref[key])), key
+    for key in (
+        "fitted",
+        "objective",
+        "moments",
+        "evaluations",
+        "seeds",
+        "se_seeds",
+        "optimizer",
+        "parameters",
+        "identification",
+        "predictions",
+    ):  # the same path, optimum, standard errors and predictions
+        assert got[key] == json.loads(json.dumps(jsonable(ref[key]))), key
+    assert ref["optimizer"]["nfev"] == 3 and ref["optimizer"]["stopped_on"] == "max_nfev"
     prov = tomllib.loads(paper.read_text())["provenance"]
     assert prov["fitted"] == ref["fitted"] and prov["evaluations"] == ref["evaluations"]
+    assert prov["optimizer"]["status"] == ref["optimizer"]["status"]
     sessions = json.loads((out / "manifest.json").read_text())["sessions"]
     assert [(s["ran"], s["already_done"]) for s in sessions] == [(len(ran), len(path) - len(ran))]
