@@ -269,7 +269,7 @@ class StudyResult:
     ``Y(0)`` over those learners) and the true effect (``true_effect``, pp: the mean of
     ``Y(1) - Y(0)``; for the ``late_*`` ids the true LATE of :func:`true_late`); tertile
     rows use the study's estimated tertiles, subgroup rows
-    :func:`sim.estimate.subgroup_masks`.
+    :func:`sim.estimate.subgroup_masks` (with one arm empty: the four overall rows only).
     ``curves`` is the share of each arm with a new job by months since randomization;
     ``dataset`` the matched study dataset with its tertiles (when asked for).
     """
@@ -422,18 +422,18 @@ def _truth(po: pd.DataFrame, ds: pd.DataFrame, tert: pd.Series, single: bool) ->
         ("new_job_in_scope", "new_job_in_scope", "all", matched, everyone),
         ("any_view", "any_view", "population", po, np.ones(len(po), dtype=bool)),
     ]
-    tertiles = []
-    if not single:
+    lates = []
+    if not single:  # a one-arm design has the four overall rows only (sweeps rely on it)
         labels = tert.astype(object).to_numpy()
         tertiles = [(g, labels == g) for g in TERTILE_LABELS]
         groups += [(f"new_job_{g}", "new_job", g, matched, m) for g, m in tertiles]
-    masks = subgroup_masks(ds)
-    groups += [(f"new_job_{g}", "new_job", g, matched, masks[g]) for g in SUBGROUP_LABELS]
-    lates = [
-        ("late_new_job", "new_job", "all", everyone),
-        ("late_new_job_in_scope", "new_job_in_scope", "all", everyone),
-        *((f"late_new_job_{g}", "new_job", g, m) for g, m in tertiles),
-    ]
+        masks = subgroup_masks(ds)
+        groups += [(f"new_job_{g}", "new_job", g, matched, masks[g]) for g in SUBGROUP_LABELS]
+        lates = [
+            ("late_new_job", "new_job", "all", everyone),
+            ("late_new_job_in_scope", "new_job_in_scope", "all", everyone),
+            *((f"late_new_job_{g}", "new_job", g, m) for g, m in tertiles),
+        ]
     rows = [_truth_row(rid, out, group, df, mask) for rid, out, group, df, mask in groups]
     rows += [
         _truth_row(rid, out, group, matched, mask, late=True) for rid, out, group, mask in lates
