@@ -373,13 +373,14 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from sim import reproduce, store
     from sim.runner import StoreError, TaskFailed
 
     console = Console(highlight=False)
     if not console.is_terminal:  # a log or a pipe: wide enough for the table
-        console = Console(highlight=False, width=150)
+        console = Console(highlight=False, width=180)
     path = resolve_scenario(args.scenario)
     scenario = Scenario.from_toml(path)
     if args.replications < 2:
@@ -446,9 +447,15 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     )
     meta["commit"] = meta["git"]["commit"]
     reproduce.write_outputs(out, table, reps, meta)
-    console.print(_reproduce_table(table, scenario.meta.name, len(reps)))
+    for t in _reproduce_tables(table, scenario.meta.name, len(reps)):
+        console.print(t)
+    console.print(
+        "Checks: (fitted target) = a number the calibration matches, (prediction) = one "
+        "it never sees, (design) = a consequence of the study's size",
+        markup=False,
+    )
     for k, ok in reproduce.checks(table).items():
-        console.print(f"  [{'green' if ok else 'red'}]{'PASS' if ok else 'FAIL'}[/] {k}")
+        console.print(f"  [{'green' if ok else 'red'}]{'PASS' if ok else 'FAIL'}[/] {escape(k)}")
     where = f"on {pool.where}" if args.scheduler else f"with {pool.workers} workers"
     console.print(
         f"wrote {out}/ (reproduce.json, study.parquet, figures, report.md) in "
@@ -457,48 +464,37 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _reproduce_table(table: Any, name: str, reps: int) -> Any:
+def _reproduce_tables(table: Any, name: str, reps: int) -> list[Any]:
+    """The reproduce tables (:func:`sim.reproduce.text_tables`) as rich Tables, each with
+    its notes as a caption."""
     from rich.table import Table
 
-    t = Table(
-        title=f"The study, reproduced: {name} ({reps} simulated studies; pp = percentage points)",
-        title_justify="left",
-    )
-    for col in (
-        "outcome",
-        "control % sim / paper",
-        "ITT pp sim",
-        "SD across reps",
-        "mean SE",
-        "true ITT",
-        "paper ITT (SE)",
-        "relative sim / paper",
-        "in paper CI",
-    ):
-        t.add_column(col, justify="left" if col == "outcome" else "right")
+    from sim import reproduce
 
-    def f(v: Any, nd: int = 2) -> str:
-        return "" if v is None or v != v else f"{v:.{nd}f}"
-
-    for r in table.to_dict("records"):
-        paper = r.get("paper_itt_pp")
-        has = paper is not None and paper == paper
-        prel = r.get("paper_rel") if has else None
-        t.add_row(
-            r["id"],
-            f"{f(r['control_mean'])} / {f(r.get('paper_control_mean'))}"
-            if has
-            else f(r["control_mean"]),
-            f(r["itt_pp"], 3),
-            f(r["sim_sd"], 3),
-            f(r["itt_se"], 3),
-            f(r["true_itt_pp"], 3),
-            f"{paper:.3f} ({r['paper_se']:.3f})" if has else "",
-            f"{100 * r['rel']:.1f}%"
-            + (f" / {100 * prel:.1f}%" if prel == prel and prel is not None else ""),
-            ("yes" if r.get("in_paper_ci") else "no") if has else "",
+    out = []
+    for k, tt in enumerate(reproduce.text_tables(table)):
+        title = tt.title
+        if k == 0:
+            title = f"The study, reproduced: {name} ({reps} simulated studies): {title}"
+        t = Table(
+            title=title,
+            title_justify="left",
+            caption="\n".join(tt.notes),
+            caption_justify="left",
         )
-    return t
+        width = max(len(r[0]) for r in tt.rows)
+        for j, col in enumerate(tt.columns):
+            if j == 0:  # the row ids, whole
+                t.add_column(col, justify="left", no_wrap=True, min_width=width)
+            else:
+                t.add_column(col, justify="right")
+        for label, rows in tt.sections:
+            if label:
+                t.add_row(label, style="italic", end_section=False)
+            for row in rows:
+                t.add_row(*row)
+        out.append(t)
+    return out
 
 
 # ---- credsim calibrate -------------------------------------------------------------------

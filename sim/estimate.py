@@ -70,7 +70,18 @@ Relative effect and its delta-method standard error
     heteroskedasticity-robust (HC0, ``linearmodels`` "robust") covariance. By default
     the strata and covariates are partialled out of outcome, ``shared`` and ``treated``
     first (Frisch-Waugh-Lovell: identical estimate, residuals and robust covariance), as
-    ``IV2SLS`` on the full 37k x 40 design spends ~0.35 s in repeated SVDs.
+    ``IV2SLS`` on the full 37k x 40 design spends ~0.35 s in repeated SVDs. The first
+    stage (``shared`` on ``treated`` and the same controls) comes with its robust Wald F
+    of the instrument: with one instrument ``F = t^2``, ``t`` the first-stage coefficient
+    over its HC0 standard error (the covariance of the 2SLS fit). ``F <`` :data:`WEAK_IV_F`
+    flags a weak instrument: the 2SLS estimate is then biased towards the OLS one and its
+    normal interval unreliable.
+
+``subgroup_masks``
+    The subgroups named by the study's public summary: no college degree / college
+    degree, no experience / some, developed / developing country. ``study_estimates``
+    reports the LPM ITT on a new job within each (same covariates and strata; the ones
+    constant within a subgroup drop out by the rank check).
 
 ``study_estimates``
     All the rows one replication needs, with stable ids (:data:`STUDY_IDS`); runs with
@@ -99,7 +110,9 @@ __all__ = [
     "DEFAULT_FEATURES",
     "STUDY_COLUMNS",
     "STUDY_IDS",
+    "SUBGROUP_LABELS",
     "TERTILE_LABELS",
+    "WEAK_IV_F",
     "Estimate",
     "employability_tertiles",
     "itt_cox",
@@ -107,6 +120,7 @@ __all__ = [
     "late_2sls",
     "predict_employability",
     "study_estimates",
+    "subgroup_masks",
     "tertiles_from_scores",
 ]
 
@@ -127,6 +141,19 @@ DEFAULT_COVARIATES: tuple[str, ...] = (
 #: length, hence the chance to find a job by the collection date).
 DEFAULT_FEATURES: tuple[str, ...] = (*DEFAULT_COVARIATES, "batch")
 TERTILE_LABELS: tuple[str, str, str] = ("low", "medium", "high")
+#: Subgroups of the study's public summary (see :func:`subgroup_masks`); the study table
+#: has the new-job ITT within each, row id ``new_job_<label>``.
+SUBGROUP_LABELS: tuple[str, ...] = (
+    "no_college",
+    "college",
+    "no_experience",
+    "experience",
+    "developed",
+    "developing",
+)
+#: First-stage F below which an instrument is called weak (Staiger and Stock's rule of
+#: thumb for one instrument).
+WEAK_IV_F = 10.0
 #: Row ids of :func:`study_estimates` (``any_view`` only with a population dataframe).
 STUDY_IDS: tuple[str, ...] = (
     "shared",
@@ -137,6 +164,7 @@ STUDY_IDS: tuple[str, ...] = (
     "new_job_low",
     "new_job_medium",
     "new_job_high",
+    *(f"new_job_{lab}" for lab in SUBGROUP_LABELS),
     "late_new_job",
     "late_new_job_in_scope",
     "late_new_job_low",
@@ -155,6 +183,7 @@ STUDY_COLUMNS: tuple[str, ...] = (
     "control_mean",
     "rel",
     "rel_se",
+    "first_stage_f",
 )
 
 _Z95 = 1.959963984540054  # 97.5 % normal quantile
@@ -935,7 +964,8 @@ def late_2sls(
     Returns:
         :class:`Estimate` with the LATE in percentage points, ``control_mean`` the raw
         mean outcome of the instrument==0 group (percent), ``rel`` = LATE / control mean
-        and ``details`` with the first stage (``first_stage_pp``, ``first_stage_se``, pp).
+        and ``details`` with the first stage (``first_stage_pp``, ``first_stage_se``, pp;
+        ``first_stage_f``, the robust Wald F of the instrument, ``(pp / se)^2``).
     """
     des = _design(df, instrument, strata, covariates, needed=(outcome, endog))
     y = _column(df, outcome, des.mask)
@@ -974,15 +1004,39 @@ def late_2sls(
     # net of the exogenous regressors and u the structural residuals
     phi = zh * res.resids.to_numpy() / float(zh @ dh)
     fs = float(zh @ dh) / float(zh @ zh)
+    # first-stage influence terms: their sum of squares is the HC0 variance of ``fs``
     fs_phi = zh * (dh - fs * zh) / float(zh @ zh)
+    fs_se = float(math.sqrt(fs_phi @ fs_phi))
     details = {
         "first_stage_pp": 100.0 * fs,
-        "first_stage_se": 100.0 * float(math.sqrt(fs_phi @ fs_phi)),
+        "first_stage_se": 100.0 * fs_se,
+        "first_stage_f": (fs / fs_se) ** 2 if fs_se > 0 else math.nan,
     }
     return _make_estimate(b, var_b, phi, y, z, "2sls", details)
 
 
 # --------------------------------------------------------------------------- study table
+
+
+def subgroup_masks(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Boolean masks of the subgroups of :data:`SUBGROUP_LABELS`, by label.
+
+    ``college`` (0/1) splits ``no_college`` / ``college``; ``experience_years == 0``
+    splits ``no_experience`` / ``experience``; ``developing`` (0/1) splits ``developed``
+    / ``developing``. Works on any frame with those columns (the study dataset).
+    """
+    _require(df, ["college", "experience_years", "developing"])
+    college = df["college"].to_numpy(dtype=float) == 1
+    none = df["experience_years"].to_numpy(dtype=float) == 0
+    developing = df["developing"].to_numpy(dtype=float) == 1
+    return {
+        "no_college": ~college,
+        "college": college,
+        "no_experience": none,
+        "experience": ~none,
+        "developed": ~developing,
+        "developing": developing,
+    }
 
 
 def _row(
@@ -992,10 +1046,13 @@ def _row(
     try:
         est = fn(*args, **kwargs)
         vals: dict[str, object] = est.as_dict()
+        vals["first_stage_f"] = float(est.details.get("first_stage_f", math.nan))
     except (ValueError, np.linalg.LinAlgError) as exc:
         warnings.warn(f"estimate {rid!r} failed: {exc}", RuntimeWarning, stacklevel=3)
         est_name = {itt_lpm: "lpm", itt_cox: "cox", late_2sls: "2sls"}.get(fn, "?")
-        vals = dict.fromkeys(("effect", "se", "control_mean", "rel", "rel_se"), math.nan)
+        vals = dict.fromkeys(
+            ("effect", "se", "control_mean", "rel", "rel_se", "first_stage_f"), math.nan
+        )
         vals.update(n=0, estimator=est_name)
     return {"id": rid, "outcome": outcome, "group": group, **vals}
 
@@ -1030,7 +1087,9 @@ def study_estimates(
     Returns:
         DataFrame with columns :data:`STUDY_COLUMNS` and rows in :data:`STUDY_IDS` order
         (``any_view`` only with ``pop_df``). Effects/SEs in percentage points, control
-        means in percent, ``rel``/``rel_se`` as fractions.
+        means in percent, ``rel``/``rel_se`` as fractions, ``first_stage_f`` the 2SLS
+        rows' first-stage F (NaN on the other rows). The ``new_job_<subgroup>`` rows
+        (:func:`subgroup_masks`) are LPM ITTs within each subgroup.
     """
     with threadpool_limits(limits=n_threads):
         return _study_estimates(df, tertiles, pop_df, seed, n_threads)
@@ -1068,6 +1127,11 @@ def _study_estimates(
     rows += [
         _row(f"new_job_{lab}", "new_job", lab, itt_lpm, subsets[lab], "new_job")
         for lab in TERTILE_LABELS
+    ]
+    masks = subgroup_masks(df)
+    rows += [
+        _row(f"new_job_{lab}", "new_job", lab, itt_lpm, df.loc[masks[lab]], "new_job")
+        for lab in SUBGROUP_LABELS
     ]
     rows += [
         _row("late_new_job", "new_job", "all", late_2sls, df, "new_job"),

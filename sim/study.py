@@ -55,6 +55,7 @@ __all__ = [
     "study_dataset",
     "study_outcomes",
     "true_effects",
+    "true_late",
 ]
 
 #: Study outcomes measured on the matched sample (0/1 per learner).
@@ -72,6 +73,7 @@ ESTIMATE_COLUMNS = (
     "control_mean",
     "rel",
     "rel_se",
+    "first_stage_f",
     "true_effect",
 )
 
@@ -203,6 +205,25 @@ def true_effects(po: pd.DataFrame, mask: np.ndarray | None = None) -> dict[str, 
     }
 
 
+def true_late(
+    po: pd.DataFrame, outcome: str, mask: np.ndarray | None = None, endog: str = "shared"
+) -> float:
+    """The true LATE of sharing on ``outcome`` (pp) over the learners in ``mask``.
+
+    The Wald ratio of the twins' true effects: mean ``Y(1) - Y(0)`` over mean
+    ``S(1) - S(0)`` (``S`` = ``endog``, sharing), times 100. It is the estimand of the
+    2SLS LATE; it equals the compliers' effect of sharing when the nudge moves outcomes
+    only through sharing and never stops anyone sharing (exclusion and monotonicity).
+    NaN when the nudge does not move sharing (or ``mask`` selects no one).
+    """
+    sel = po if mask is None else po[mask]
+    if sel.empty:
+        return math.nan
+    d_y = float(sel[f"{outcome}_1"].mean() - sel[f"{outcome}_0"].mean())
+    d_s = float(sel[f"{endog}_1"].mean() - sel[f"{endog}_0"].mean())
+    return 100 * d_y / d_s if d_s != 0 else math.nan
+
+
 def run_twins(
     scenario: Scenario,
     seed: int | np.random.SeedSequence,
@@ -241,11 +262,14 @@ class StudyResult:
     """One simulated study: what the paper's estimators found, and what was true.
 
     ``estimates`` has one row per estimate of :func:`sim.estimate.study_estimates`
-    (effects and SEs in pp, control means in %, relative effects as fractions); it is
-    empty when one arm is empty. ``truth`` (with twins) has one row per outcome id: the
-    learners it covers (``n``), the mean outcome without the nudge (``control_mean``, %:
-    the mean of ``Y(0)`` over those learners) and the true effect (``true_effect``, pp:
-    the mean of ``Y(1) - Y(0)``); tertile rows use the study's estimated tertiles.
+    (effects and SEs in pp, control means in %, relative effects as fractions, the
+    first-stage F of the 2SLS rows); it is empty when one arm is empty. ``truth`` (with
+    twins) has one row per estimand id: its ``outcome`` and ``group``, the learners it
+    covers (``n``), the mean outcome without the nudge (``control_mean``, %: the mean of
+    ``Y(0)`` over those learners) and the true effect (``true_effect``, pp: the mean of
+    ``Y(1) - Y(0)``; for the ``late_*`` ids the true LATE of :func:`true_late`); tertile
+    rows use the study's estimated tertiles, subgroup rows
+    :func:`sim.estimate.subgroup_masks` (with one arm empty: the four overall rows only).
     ``curves`` is the share of each arm with a new job by months since randomization;
     ``dataset`` the matched study dataset with its tertiles (when asked for).
     """
@@ -266,15 +290,16 @@ class StudyResult:
         return dict(zip(self.truth["id"], self.truth["true_effect"], strict=True))
 
     def rows(self) -> pd.DataFrame:
-        """Long form, columns :data:`ESTIMATE_COLUMNS`: every estimate with the true effect
-        of its outcome (NaN for the LATE, another estimand, and without twins); when one
-        arm is empty, the twins' rows instead (estimator ``"twin"``, effect NaN)."""
+        """Long form, columns :data:`ESTIMATE_COLUMNS`: every estimate with the true value
+        of its estimand (the true ITT of its outcome and group; for a LATE the true LATE;
+        NaN without twins); when one arm is empty, the twins' rows instead (estimator
+        ``"twin"``, effect NaN)."""
         if self.estimates.empty:
             t = self.truth
             out = pd.DataFrame(
                 {
                     "id": t["id"],
-                    "outcome": t["id"],
+                    "outcome": t["outcome"] if "outcome" in t else t["id"],
                     "group": t["group"],
                     "estimator": "twin",
                     "effect": math.nan,
@@ -283,6 +308,7 @@ class StudyResult:
                     "control_mean": t["control_mean"],
                     "rel": math.nan,
                     "rel_se": math.nan,
+                    "first_stage_f": math.nan,
                     "true_effect": t["true_effect"],
                 }
             )
@@ -290,8 +316,6 @@ class StudyResult:
         true = self.true
 
         def truth(rid: str) -> float:
-            if rid.startswith("late_"):
-                return math.nan
             return float(true.get(rid.removesuffix("_cox"), math.nan))
 
         est = self.estimates.copy()
@@ -370,7 +394,7 @@ def _run_study(
         est = study_estimates(ds, tertiles=tert, pop_df=pop, seed=tseed)
     else:
         est = pd.DataFrame(columns=list(STUDY_COLUMNS))
-    truth = _truth(tw.potential_outcomes(), tert, single) if twin else _empty_truth()
+    truth = _truth(tw.potential_outcomes(), ds, tert, single) if twin else _empty_truth()
     return StudyResult(
         scenario=scenario,
         seed_entropy=int(seed.entropy),
@@ -384,39 +408,69 @@ def _run_study(
     )
 
 
-def _truth(po: pd.DataFrame, tert: pd.Series, single: bool) -> pd.DataFrame:
-    """The twins' rows: n, mean Y(0) (%) and mean Y(1) - Y(0) (pp) per outcome id."""
+def _truth(po: pd.DataFrame, ds: pd.DataFrame, tert: pd.Series, single: bool) -> pd.DataFrame:
+    """The twins' rows: n, mean Y(0) (%) and the true effect per estimand id.
+
+    ITT rows: mean ``Y(1) - Y(0)`` (pp); ``late_*`` rows: the true LATE of sharing
+    (:func:`true_late`, pp). ``ds`` is the matched study dataset (the matched learners
+    of ``po`` in the same order): its traits define the subgroups.
+    """
+    from sim.estimate import SUBGROUP_LABELS, TERTILE_LABELS, subgroup_masks
+
     matched = po[po["matched"].to_numpy()].reset_index(drop=True)
+    everyone = np.ones(len(matched), dtype=bool)
     groups = [
-        ("shared", "shared", "all", matched),
-        ("new_job", "new_job", "all", matched),
-        ("new_job_in_scope", "new_job_in_scope", "all", matched),
-        ("any_view", "any_view", "population", po),
+        ("shared", "shared", "all", matched, everyone),
+        ("new_job", "new_job", "all", matched, everyone),
+        ("new_job_in_scope", "new_job_in_scope", "all", matched, everyone),
+        ("any_view", "any_view", "population", po, np.ones(len(po), dtype=bool)),
     ]
-    if not single:
+    lates = []
+    if not single:  # a one-arm design has the four overall rows only (sweeps rely on it)
         labels = tert.astype(object).to_numpy()
-        groups += [
-            (f"new_job_{g}", "new_job", g, matched[labels == g]) for g in ("low", "medium", "high")
+        tertiles = [(g, labels == g) for g in TERTILE_LABELS]
+        groups += [(f"new_job_{g}", "new_job", g, matched, m) for g, m in tertiles]
+        masks = subgroup_masks(ds)
+        groups += [(f"new_job_{g}", "new_job", g, matched, masks[g]) for g in SUBGROUP_LABELS]
+        lates = [
+            ("late_new_job", "new_job", "all", everyone),
+            ("late_new_job_in_scope", "new_job_in_scope", "all", everyone),
+            *((f"late_new_job_{g}", "new_job", g, m) for g, m in tertiles),
         ]
-    rows = []
-    for rid, outcome, group, df in groups:
-        y1, y0 = df[f"{outcome}_1"].to_numpy(), df[f"{outcome}_0"].to_numpy()
-        rows.append(
-            {
-                "id": rid,
-                "group": group,
-                "n": len(df),
-                "control_mean": 100 * float(y0.mean()) if len(df) else math.nan,
-                "true_effect": 100 * float(y1.mean() - y0.mean()) if len(df) else math.nan,
-            }
-        )
+    rows = [_truth_row(rid, out, group, df, mask) for rid, out, group, df, mask in groups]
+    rows += [
+        _truth_row(rid, out, group, matched, mask, late=True) for rid, out, group, mask in lates
+    ]
     return pd.DataFrame(rows)
+
+
+def _truth_row(
+    rid: str, outcome: str, group: str, po: pd.DataFrame, mask: np.ndarray, late: bool = False
+) -> dict[str, Any]:
+    """One row of :func:`_truth` over the learners of ``po`` in ``mask``."""
+    n = int(mask.sum())
+    y1, y0 = po[f"{outcome}_1"].to_numpy()[mask], po[f"{outcome}_0"].to_numpy()[mask]
+    if not n:
+        effect = math.nan
+    elif late:
+        effect = true_late(po, outcome, mask)
+    else:
+        effect = 100 * float(y1.mean() - y0.mean())
+    return {
+        "id": rid,
+        "outcome": outcome,
+        "group": group,
+        "n": n,
+        "control_mean": 100 * float(y0.mean()) if n else math.nan,
+        "true_effect": effect,
+    }
 
 
 def _empty_truth() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "id": pd.Series(dtype=str),
+            "outcome": pd.Series(dtype=str),
             "group": pd.Series(dtype=str),
             "n": pd.Series(dtype=int),
             "control_mean": pd.Series(dtype=float),

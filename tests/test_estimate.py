@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.api as sm
 import statsmodels.formula.api as smf
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -33,6 +34,8 @@ from sim import estimate as est
 from sim.estimate import (
     STUDY_COLUMNS,
     STUDY_IDS,
+    SUBGROUP_LABELS,
+    WEAK_IV_F,
     Estimate,
     employability_tertiles,
     itt_cox,
@@ -40,6 +43,7 @@ from sim.estimate import (
     late_2sls,
     predict_employability,
     study_estimates,
+    subgroup_masks,
     tertiles_from_scores,
 )
 from sim.params import COLLEGE_LEVELS, CREDENTIAL_TYPES, DOMAINS, EDUCATION_LEVELS
@@ -70,6 +74,7 @@ def make_study(
     education = np.asarray(EDUCATION, dtype=object)[rng.choice(9, n, p=EDU_P)]
     college = np.isin(education, COLLEGE).astype(int)
     experience = rng.gamma(2.0, 3.0, n)
+    experience[experience < 1.5] = 0.0  # ~9% with no experience (a subgroup of the table)
     past_tech = rng.binomial(1, 0.35, n)
     past_manager = rng.binomial(1, 0.2, n)
     employed = rng.binomial(1, 0.6, n)
@@ -508,7 +513,53 @@ def test_late_equals_wald_ratio_without_controls() -> None:
     assert e.effect == pytest.approx(100 * wald, rel=1e-9)
 
 
+def _first_stage_t(df: pd.DataFrame, strata: bool = True) -> float:
+    """t of ``treated`` in an OLS of ``shared`` on it, strata dummies and the covariates
+    (statsmodels, HC0: the covariance of the 2SLS fit)."""
+    if not strata:
+        x = sm.add_constant(df["treated"].to_numpy(float))
+        return float(sm.OLS(df["shared"].to_numpy(float), x).fit(cov_type="HC0").tvalues[1])
+    rhs = (
+        "treated + C(stratum) + C(education) + experience_years + past_tech"
+        " + past_manager + employed_baseline + C(credential_type)"
+    )
+    res = smf.ols(f"shared ~ {rhs}", data=df).fit(cov_type="HC0")
+    return float(res.tvalues["treated"])
+
+
+@pytest.mark.filterwarnings("ignore:The design matrix is rank-deficient")
+def test_first_stage_f_is_t_squared_and_weak_below_10() -> None:
+    strong = make_study(3000, 36, first_stage=0.2, late=0.3)
+    weak = make_study(3000, 37, first_stage=0.005, late=0.3)
+    for df, is_weak in ((strong, False), (weak, True)):
+        e = late_2sls(df, "new_job")
+        f = e.details["first_stage_f"]
+        assert f == pytest.approx(_first_stage_t(df) ** 2, rel=1e-8)
+        assert f == pytest.approx((e.details["first_stage_pp"] / e.details["first_stage_se"]) ** 2)
+        assert (f < WEAK_IV_F) is is_weak, f
+        # the full linearmodels design gives the same F; without controls, the plain t^2
+        full = late_2sls(df, "new_job", partial_out=False)
+        assert full.details["first_stage_f"] == pytest.approx(f, rel=1e-8)
+        bare = late_2sls(df, "new_job", strata=None, covariates=())
+        assert bare.details["first_stage_f"] == pytest.approx(
+            _first_stage_t(df, strata=False) ** 2, rel=1e-8
+        )
+
+
 # --------------------------------------------------------------------------- study table
+
+
+def test_subgroup_masks_split_the_sample() -> None:
+    df = make_study(2000, 45)
+    m = subgroup_masks(df)
+    assert tuple(m) == SUBGROUP_LABELS
+    for a, b in (("no_college", "college"), ("no_experience", "experience")):
+        assert (m[a] ^ m[b]).all()
+    assert (m["developed"] ^ m["developing"]).all()
+    assert (m["college"] == (df["college"] == 1)).all()
+    assert (m["no_experience"] == (df["experience_years"] == 0)).all()
+    assert (m["developing"] == (df["developing"] == 1)).all()
+    assert 0 < m["no_experience"].sum() < len(df)
 
 
 def test_study_estimates_table() -> None:
@@ -527,6 +578,19 @@ def test_study_estimates_table() -> None:
     assert n_tert.sum() == len(df)
     av = tab.set_index("id").loc["any_view"]
     assert abs(av["effect"] - 5.0) < 4 * av["se"]
+    # the first-stage F is on the 2SLS rows only
+    t = tab.set_index("id")
+    iv = t["estimator"] == "2sls"
+    assert (t.loc[iv, "first_stage_f"] > 0).all() and t.loc[~iv, "first_stage_f"].isna().all()
+    # subgroup rows: the LPM within each subgroup, same covariates
+    masks = subgroup_masks(df)
+    for lab in SUBGROUP_LABELS:
+        row = t.loc[f"new_job_{lab}"]
+        assert (row["group"], row["estimator"], row["n"]) == (lab, "lpm", masks[lab].sum())
+        direct = itt_lpm(df.loc[masks[lab]], "new_job")
+        assert row["effect"] == pytest.approx(direct.effect, rel=1e-10)
+        assert row["control_mean"] == pytest.approx(direct.control_mean, rel=1e-10)
+    assert t.loc["new_job_college", "n"] + t.loc["new_job_no_college", "n"] == len(df)
 
 
 def test_study_estimates_given_tertiles_and_no_pop() -> None:

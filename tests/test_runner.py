@@ -174,6 +174,31 @@ def test_workers_with_a_scheduler_is_a_usage_error(command: str, tmp_path: Path,
 # ---- credsim reproduce --------------------------------------------------------------------
 
 
+def test_a_replication_written_before_the_first_stage_f_is_still_done(
+    fakes, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    scenario = Scenario.from_toml(_write(tmp_path, "tiny.toml", TINY))
+    out = tmp_path / "out"
+    first = reproduce.replicate(
+        scenario, 2, 5, true_reps=1, workers=1, out=out, task_fn=fakes.study
+    )
+    path = out / "tasks" / "r0000.parquet"
+    old = pq.read_table(path)
+    pq.write_table(old.drop_columns(["first_stage_f"]), path)  # the older layout
+    assert "first_stage_f" not in pd.read_parquet(path).columns
+    again = reproduce.replicate(scenario, 2, 5, true_reps=1, workers=1, out=out, task_fn=_never)
+    assert again[0].estimates["first_stage_f"].isna().all()
+    pd.testing.assert_frame_equal(
+        again[0].estimates.drop(columns="first_stage_f"),
+        first[0].estimates.drop(columns="first_stage_f"),
+    )
+    assert again[0].true == first[0].true
+    table = reproduce.summarize(again)
+    assert "late_new_job" in set(table["id"])
+
+
 def test_reproduce_resumes_after_sigkill_losing_and_duplicating_nothing(
     fakes, tmp_path: Path
 ) -> None:

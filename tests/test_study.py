@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from sim import calibrate as cal
-from sim import reproduce, scenarios
+from sim import estimate, reproduce, scenarios, study
 from sim.model import NO_WEEK
 from sim.params import Scenario, load_scenario
 from sim.runner import StoreError, TaskFailed
@@ -22,6 +22,7 @@ from sim.study import (
     run_twins,
     study_dataset,
     true_effects,
+    true_late,
 )
 from sim.targets import TARGETS
 
@@ -103,6 +104,190 @@ def test_true_effect_on_sharing_is_positive_with_a_nudge(twins):
     assert (po["shared_1"] >= po["shared_0"]).mean() > 0.999
 
 
+def test_true_late_is_the_ratio_of_true_effects():
+    # eight learners' potential outcomes: 1-3 are compliers (share only if nudged), the
+    # others share either way or never; the nudge moves new jobs only through sharing
+    po = pd.DataFrame(
+        {
+            "shared_1": [1, 1, 1, 1, 0, 0, 1, 0],
+            "shared_0": [0, 0, 0, 1, 0, 0, 1, 0],
+            "new_job_1": [1, 0, 1, 1, 0, 1, 0, 0],
+            "new_job_0": [0, 0, 1, 1, 0, 1, 0, 0],
+        }
+    )
+    te = true_effects(po)
+    assert te == {"shared": 100 * 3 / 8, "new_job": 100 * 1 / 8}
+    assert true_late(po, "new_job") == pytest.approx(100 * te["new_job"] / te["shared"])
+    # = the compliers' effect here: one in three compliers gets a job because it shared
+    assert true_late(po, "new_job") == pytest.approx(100 / 3)
+    mask = np.array([True, False, True, True, True, False, False, False])
+    assert true_late(po, "new_job", mask) == pytest.approx(100 * (1 / 4) / (2 / 4))
+    # no one's sharing moves, or no one at all: undefined
+    assert math.isnan(true_late(po, "new_job", np.arange(8) >= 3))
+    assert math.isnan(true_late(po, "new_job", np.zeros(8, dtype=bool)))
+
+
+def test_truth_has_true_lates_and_subgroups(twins):
+    scn, tw = twins
+    po = tw.potential_outcomes()
+    ds = study_dataset(tw.study.learners, scn)
+    tert = pd.Series(np.array(estimate.TERTILE_LABELS)[np.arange(len(ds)) % 3])
+    truth = study._truth(po, ds, tert, single=False).set_index("id")
+    assert set(reproduce.SUBGROUP_IDS) | set(reproduce.LATE_IDS) <= set(truth.index)
+    te = truth["true_effect"]
+    assert te["late_new_job"] == pytest.approx(100 * te["new_job"] / te["shared"], rel=1e-12)
+    assert te["late_new_job_in_scope"] == pytest.approx(
+        100 * te["new_job_in_scope"] / te["shared"], rel=1e-12
+    )
+    matched = po[po["matched"].to_numpy()].reset_index(drop=True)
+    for g in estimate.TERTILE_LABELS:
+        sub = true_effects(matched, (tert == g).to_numpy())
+        late = truth.loc[f"late_new_job_{g}"]
+        assert late["true_effect"] == pytest.approx(100 * sub["new_job"] / sub["shared"])
+        assert (late["outcome"], late["group"], late["n"]) == ("new_job", g, (tert == g).sum())
+    masks = estimate.subgroup_masks(ds)
+    for g in estimate.SUBGROUP_LABELS:
+        row = truth.loc[f"new_job_{g}"]
+        assert row["n"] == masks[g].sum() and row["group"] == g
+        assert row["true_effect"] == pytest.approx(true_effects(matched, masks[g])["new_job"])
+        y0 = matched.loc[masks[g], "new_job_0"]
+        assert row["control_mean"] == pytest.approx(100 * y0.mean())
+
+
+def test_reproduce_ids_agree_with_the_estimators():
+    assert reproduce.SUBGROUP_IDS == tuple(f"new_job_{g}" for g in estimate.SUBGROUP_LABELS)
+    assert reproduce.WEAK_IV_F == estimate.WEAK_IV_F
+    ids = (*reproduce.ROW_IDS, *reproduce.SUBGROUP_IDS, *reproduce.COX_IDS, *reproduce.LATE_IDS)
+    assert set(ids) == set(estimate.STUDY_IDS) == set(reproduce.ROLES)
+
+
+def test_t_interval_has_r_minus_1_degrees_of_freedom():
+    from scipy import stats
+
+    vals = [1.0, 2.0, 4.0, math.nan]  # NaN (a failed estimate) is left out: R = 3
+    mean, lo, hi = reproduce.t_interval(vals)
+    half = stats.t.ppf(0.975, 2) * np.std([1, 2, 4], ddof=1) / math.sqrt(3)
+    assert mean == pytest.approx(7 / 3)
+    assert (lo, hi) == pytest.approx((7 / 3 - half, 7 / 3 + half))
+    assert stats.t.ppf(0.975, 2) > 4  # not 1.96, not R = 3 df
+    assert all(math.isnan(v) for v in reproduce.t_interval([3.0])[1:])
+
+
+def _fake_replications(reps: int = 3) -> list[reproduce.Replication]:
+    """Replications with known numbers: estimate 1 + i pp, SE 0.5, control 20%, true
+    effect 0.5 + i, first-stage F 20 + i (overall LATEs) or 5 + i (tertile LATEs)."""
+    ids = list(estimate.STUDY_IDS)
+    out = []
+    for i in range(reps):
+        late = [x.startswith("late_") for x in ids]
+        est = pd.DataFrame(
+            {
+                "id": ids,
+                "outcome": "new_job",
+                "group": "all",
+                "estimator": ["2sls" if x else "lpm" for x in late],
+                "effect": 1.0 + i,
+                "se": 0.5,
+                "n": 1000,
+                "control_mean": 20.0,
+                "rel": (1.0 + i) / 20,
+                "rel_se": 0.03,
+                "first_stage_f": [
+                    (20.0 if x in ("late_new_job", "late_new_job_in_scope") else 5.0) + i
+                    if x.startswith("late_")
+                    else math.nan
+                    for x in ids
+                ],
+            }
+        )
+        truth_ids = [x for x in ids if not x.endswith("_cox")]
+        truth = pd.DataFrame(
+            {"id": truth_ids, "group": "all", "n": 1000, "control_mean": 25.0}
+        ).assign(true_effect=0.5 + i)
+        true = dict(zip(truth["id"], truth["true_effect"], strict=True))
+        out.append(reproduce.Replication(i, [i], est, true, pd.DataFrame(), None, truth))
+    return out
+
+
+def test_reproduce_table_reports_inference_truth_and_predictions():
+    from scipy import stats
+
+    table = reproduce.summarize(_fake_replications())
+    t = table.set_index("id")
+    for col in (
+        "role",
+        "itt_pp",
+        "rel",
+        "itt_se",
+        "sim_sd",
+        "mean_lo",
+        "mean_hi",
+        "true_itt_pp",
+        "true_sd",
+        "true_rel",
+        "first_stage_f",
+        "weak_iv",
+        "weak_iv_reps",
+        "paper_itt_pp",
+        "paper_lo",
+        "paper_hi",
+        "paper_rel",
+    ):
+        assert col in t.columns, col
+    assert list(t.index) == [
+        *reproduce.ROW_IDS,
+        *reproduce.SUBGROUP_IDS,
+        *reproduce.COX_IDS,
+        *reproduce.LATE_IDS,
+    ]
+    r = t.loc["new_job"]
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)  # estimates 1, 2, 3: SD 1
+    assert (r["itt_pp"], r["itt_se"], r["sim_sd"]) == pytest.approx((2.0, 0.5, 1.0))
+    assert (r["mean_lo"], r["mean_hi"]) == pytest.approx((2 - half, 2 + half))
+    assert (r["true_itt_pp"], r["true_sd"], r["true_rel"]) == pytest.approx((1.5, 1.0, 0.06))
+    assert r["paper_lo"] == pytest.approx(TARGETS["new_job"].ci95()[0])
+    assert t.loc["new_job", "role"] == "fitted target"
+    assert (t.loc[list(reproduce.PREDICTED_IDS), "role"] == "prediction").all()
+    sub = t.loc[list(reproduce.SUBGROUP_IDS)]
+    assert sub["role"].str.startswith("prediction").all()
+    assert sub["paper_itt_pp"].isna().all() and sub["true_itt_pp"].notna().all()
+    # the LATE: first-stage F, flagged when weak, beside the true LATE
+    assert t.loc["late_new_job", "first_stage_f"] == pytest.approx(21.0)
+    assert t.loc["late_new_job", "weak_iv"] is False
+    assert t.loc["late_new_job_low", "weak_iv"] is True
+    assert t.loc["late_new_job_low", "weak_iv_reps"] == 3
+    assert t.loc["late_new_job", "true_itt_pp"] == pytest.approx(1.5)
+    assert pd.isna(t.loc["new_job", "first_stage_f"])
+
+    itt, late = reproduce.text_tables(table)
+    labels = [label for label, _ in itt.sections]
+    assert labels == [
+        "fitted targets",
+        "predicted: tertiles",
+        "predicted: subgroups",
+        "fitted targets, Cox",
+    ]
+    by_id = {row[0]: row for row in itt.rows}
+    assert set(reproduce.SUBGROUP_IDS) <= set(by_id)
+    assert by_id["new_job_college"][-3:] == ("", "", "")  # no paper number
+    assert by_id["new_job_low"][-1] in ("yes", "no")
+    assert any("TARGETS.md gives no paper" in n for n in itt.notes)
+    assert any("2 df" in n for n in itt.notes)
+    f_col = late.columns.index("first-stage F")
+    weak = {row[0]: row[f_col] for row in late.rows}
+    assert weak["late_new_job_low"].endswith("(weak)")
+    assert not weak["late_new_job"].endswith("(weak)")
+    md = reproduce.markdown_table(table)
+    assert "| *predicted: tertiles* |" in md and "true LATE pp" in md
+
+    checks = reproduce.checks(table)
+    for i in reproduce.FITTED_IDS:
+        assert f"(fitted target) {i}: mean estimate inside the paper's 95% CI" in checks
+    for i in reproduce.PREDICTED_IDS:
+        assert f"(prediction) {i}: mean estimate inside the paper's 95% CI" in checks
+    assert all(k.startswith(("(fitted target)", "(prediction)", "(design)")) for k in checks)
+
+
 def test_replications_resume_from_the_store(tmp_path):
     scn = _small(3_000)
     first = reproduce.replicate(scn, 3, seed=5, workers=1, true_reps=1, out=tmp_path)
@@ -115,6 +300,13 @@ def test_replications_resume_from_the_store(tmp_path):
     assert pd.Series(first[0].true).equals(pd.Series(direct.true))  # NaN == NaN
     pd.testing.assert_frame_equal(first[0].curves, direct.curves)
     pd.testing.assert_frame_equal(first[0].dataset, direct.dataset)
+    # the LATE rows carry the true LATE: true ITT on a new job over true ITT on sharing
+    rows = direct.rows().set_index("id")
+    true = direct.true
+    assert rows.loc["late_new_job", "true_effect"] == pytest.approx(
+        100 * true["new_job"] / true["shared"]
+    )
+    assert rows.loc["new_job_college", "true_effect"] == true["new_job_college"]
 
     def boom(task):
         raise AssertionError(f"{task.task_id} ran again")
@@ -145,8 +337,11 @@ def test_replications_differ_and_table_has_every_row(tmp_path):
     assert row["replications"] == 3 and row["true_replications"] == 1
     assert row["paper_itt_pp"] == TARGETS["new_job"].itt_pp
     assert math.isfinite(row["sim_sd"])
+    assert set(reproduce.SUBGROUP_IDS) | set(reproduce.LATE_IDS) <= set(table["id"])
+    assert {"mean_lo", "mean_hi", "true_sd", "true_rel", "role"} <= set(table.columns)
+    assert table.set_index("id").loc["late_new_job", "first_stage_f"] > 0
     checks = reproduce.checks(table)
-    assert len(checks) == 6 and all(isinstance(v, bool) for v in checks.values())
+    assert len(checks) == 13 and all(isinstance(v, bool) for v in checks.values())
     reproduce.write_outputs(tmp_path, table, reps, {"seed": 9, "scenario": "t"})
     for f in (
         "reproduce.json",

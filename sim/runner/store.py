@@ -44,7 +44,7 @@ from typing import Any
 
 import pandas as pd
 
-from sim.runner.tasks import ESTIMATE_COLUMNS, Task, TaskOutput, empty_rows
+from sim.runner.tasks import REQUIRED_ESTIMATE_COLUMNS, Task, TaskOutput, empty_rows
 from sim.store import git_info, jsonable
 
 __all__ = [
@@ -190,7 +190,14 @@ def read_task_file(path: str | Path, task: Task | None = None) -> pd.DataFrame |
         meta = _metadata(Path(path)) if task is not None else {}
     except Exception:  # truncated, empty, not Parquet: treated as missing
         return None
-    need = {"task_id", "replication", "seed_entropy", "spawn_key", "status", *ESTIMATE_COLUMNS}
+    need = {
+        "task_id",
+        "replication",
+        "seed_entropy",
+        "spawn_key",
+        "status",
+        *REQUIRED_ESTIMATE_COLUMNS,
+    }
     if df.empty or not need <= set(df.columns) or df["task_id"].nunique() != 1:
         return None
     if task is None:

@@ -35,6 +35,7 @@ from sim.params import Scenario
 
 __all__ = [
     "ESTIMATE_COLUMNS",
+    "REQUIRED_ESTIMATE_COLUMNS",
     "Task",
     "TaskFn",
     "TaskOutput",
@@ -59,8 +60,12 @@ ESTIMATE_COLUMNS = (
     "control_mean",
     "rel",
     "rel_se",
+    "first_stage_f",
     "true_effect",
 )
+#: The estimate columns every task file has had. A file written before a later column was
+#: added (``first_stage_f``) is still a finished task: readers fill the new columns with NaN.
+REQUIRED_ESTIMATE_COLUMNS = tuple(c for c in ESTIMATE_COLUMNS if c != "first_stage_f")
 _TEXT_ESTIMATES = ("id", "outcome", "group", "estimator")
 
 
