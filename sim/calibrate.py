@@ -91,6 +91,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy
 from scipy.optimize import brentq, least_squares
 from scipy.stats import chi2
@@ -103,17 +104,17 @@ from sim.runner import (
     Record,
     Task,
     TaskFn,
+    TaskOutput,
     default_workers,
     open_executor,
     open_store,
     raise_failed,
-    run_task,
     run_tasks,
     scenario_record,
     write_atomic,
 )
 from sim.store import git_info, jsonable
-from sim.targets import TARGETS, MomentTarget, paper_moments
+from sim.targets import TARGETS, MomentTarget, flow_moments, paper_moments
 
 _log = logging.getLogger(__name__).info  # progress lines; the CLI shows them
 
@@ -151,31 +152,35 @@ SHARING_PARAMS = (
     FreeParam("sharing.nudge_strength", 0.0, 5.0),
 )
 
-#: The market block's free parameters (provisional, until the labour market is rebuilt).
+#: The market block's free parameters and the ranges the optimiser searches. Each is
+#: identified mainly by one moment (the Jacobian's most sensitive moment is recorded):
+#: search intensities by the flow rates (unemployed by U->E, employed by E->E, marginally
+#: attached by the employment drift: the steady state), the report probability by the
+#: control mean of a new job, the in-scope share by that of an in-scope job, the search
+#: boost (visibility) by the effect on certificate views (recruiters who find a shared
+#: credential open it), the unshared view rate by the views' control mean, and
+#: credibility by the effect on a new job beyond what visibility gives.
 MARKET_PARAMS = (
+    FreeParam("market.applications_unemployed", 0.2, 20.0),
+    FreeParam("market.applications_employed", 0.02, 5.0),
+    FreeParam("market.applications_marginal", 0.0, 1.0),
+    FreeParam("market.report_prob", 0.2, 1.0),
     FreeParam("market.in_scope_share", 0.2, 0.95),
-    FreeParam("market.applications_employed", 0.01, 0.8),
-    FreeParam("signal.credibility", 0.01, 1.0),
+    FreeParam("signal.credibility", 0.0, 20.0),
+    FreeParam("visibility.search_boost", 0.0, 30.0),
     FreeParam("visibility.unshared_view_rate", 1e-4, 0.05),
-    FreeParam("visibility.recruiter_view_prob", 0.0, 1.0),
-    FreeParam("market.vacancies_per_1000", 0.5, 20.0),
 )
 
-#: Parameters the schema still marks as calibrated (``calibrated: True`` in sim/params.py)
-#: that the provisional market block no longer fits: they keep the base scenario's value.
-#: Provisional too: empty once the schema and :data:`MARKET_PARAMS` agree again.
-HELD_PARAMS = (
-    "market.fit_noise_sd",
-    "signal.prior_precision_thin",
-    "signal.course_skill_gain",
-    "visibility.search_boost",
-)
+#: Parameters the schema marks as calibrated that the market block does not fit (none).
+HELD_PARAMS: tuple[str, ...] = ()
 
-#: The moments the market block matches. Outside labour-flow moments go here too, e.g.
-#: ``MomentTarget("flow.ue_monthly", 0.25, 0.02, "<citation>", "flow")`` (a twin run
-#: reports a row with that id, its value in ``control_mean``: :func:`moments_from_rows`).
+#: The moments the market block matches: the paper's control means and effects (with
+#: their published SEs) and the outside flow moments (with their tolerances and sources,
+#: :data:`sim.targets.FLOW_TARGETS`). Nine moments, eight parameters: one
+#: over-identifying restriction (Hansen's J). The tertile effects are not here.
 MOMENT_TARGETS: tuple[MomentTarget, ...] = (
     *paper_moments("new_job", "new_job_in_scope", "any_view"),
+    *flow_moments(),
 )
 
 #: Computed at the optimum and reported next to the paper's numbers, never fitted: the
@@ -224,10 +229,36 @@ def moment_targets() -> list[tuple[str, float, float]]:
 def simulate_moments(scenario: Scenario, seed: int | np.random.SeedSequence) -> dict[str, float]:
     """Control means and true ITTs (pp) of one pair of twin runs, as the paper defines
     them: matched sample for sharing and jobs, whole population for views, tertiles of
-    cross-fitted predicted employability (:func:`sim.study.run_study`, no estimators)."""
+    cross-fitted predicted employability (:func:`sim.study.run_study`, no estimators);
+    and the study world's market flows (``flow.<name>``, :mod:`sim.flows`)."""
     from sim.study import run_study
 
-    return moments_from_rows(run_study(scenario, seed, twin=True, estimate=False).rows())
+    return moments_from_rows(study_rows(run_study(scenario, seed, twin=True, estimate=False)))
+
+
+def study_rows(res) -> pd.DataFrame:
+    """A study's rows (:meth:`sim.study.StudyResult.rows`) plus one row per market flow:
+    id ``flow.<name>``, estimator ``"flow"``, its value in ``control_mean``."""
+    rows = res.rows()
+    flows = pd.DataFrame(
+        {
+            "id": [f"flow.{k}" for k in res.flows],
+            "outcome": [f"flow.{k}" for k in res.flows],
+            "group": "all",
+            "estimator": "flow",
+            "control_mean": [float(v) for v in res.flows.values()],
+        }
+    )
+    return pd.concat([rows, flows.reindex(columns=rows.columns)], ignore_index=True)
+
+
+def calibration_task(task: Task) -> TaskOutput:
+    """One twin run of the calibration (:func:`sim.study.run_study` without estimators):
+    its rows with the market's flows (:func:`study_rows`), and the twins' truth."""
+    from sim.study import run_study
+
+    res = run_study(task.scenario(), task.seed, twin=True, estimate=False)
+    return TaskOutput(study_rows(res), {"truth": res.truth})
 
 
 def moments_from_rows(rows) -> dict[str, float]:
@@ -455,7 +486,7 @@ class Calibration:
         n_seeds: int = defaults.CALIBRATE_SEEDS,
         n_se_seeds: int = N_SE_SEEDS,
         max_minutes: float = defaults.CALIBRATE_MAX_MINUTES,
-        task_fn: TaskFn = run_task,
+        task_fn: TaskFn | None = None,
         manifest: dict | None = None,
         session: dict | None = None,
         base_source: str | None = None,
@@ -480,7 +511,8 @@ class Calibration:
         children = np.random.SeedSequence(seed).spawn(n_seeds + n_se_seeds)
         self.seeds, self.se_seeds = children[:n_seeds], children[n_seeds:]
         self._children = children
-        self.workers, self.executor, self.task_fn = workers, executor, task_fn
+        self.workers, self.executor = workers, executor
+        self.task_fn = task_fn or calibration_task
         self.log, self.max_iterations, self.max_minutes = log, max_iterations, max_minutes
         self.manifest, self.session_info = manifest, dict(session or {})
         self.base_source = base_source or f"base scenario {base.meta.name!r}"
@@ -942,7 +974,7 @@ def calibrate(
     clock: Callable[[], str] | None = None,
     command: Sequence[str] | None = None,
     executor_info: str | None = None,
-    task_fn: TaskFn = run_task,
+    task_fn: TaskFn | None = None,
 ) -> dict:
     """Run the whole calibration and write ``scenario_out`` (e.g. sim/scenarios/paper.toml).
 

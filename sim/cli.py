@@ -20,11 +20,10 @@ their traceback.
 
 from __future__ import annotations
 
-import math
-
 import argparse
 import contextlib
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -539,7 +538,7 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
         "--max-iterations",
         type=int,
         default=d.CALIBRATE_MAX_ITERATIONS,
-        help="Levenberg-Marquardt steps of the market block "
+        help="evaluations of the market block by scipy least_squares (max_nfev) "
         f"(default: {d.CALIBRATE_MAX_ITERATIONS})",
     )
     p.add_argument(

@@ -477,7 +477,7 @@ class Candidates:
     n_sourced: int
     n_feed: int
     sourced_views: np.ndarray  # learners whose shared credential a recruiter opened (one per look)
-    match_key: np.uint64 = np.uint64(0)  # hash key of the week's match qualities
+    match_key: int = 0  # hash key of the week's match qualities (a uint64)
 
 
 def match_quality(key: np.uint64, vacancy: np.ndarray, learner: np.ndarray) -> np.ndarray:
@@ -659,7 +659,7 @@ def search_and_apply(
         n_sourced=len(groups[1][0]),
         n_feed=len(groups[2][0]),
         sourced_views=sourced_views,
-        match_key=key,
+        match_key=int(key),
     )
 
 
@@ -738,8 +738,9 @@ def choose(
     number of background applicants at each pair's vacancy. Per vacancy: the best learner
     candidate (belief + fit noise ``N(0, fit_noise_sd)``), the best of
     ``Poisson(bg_applicants)`` background applicants (perceived skill + fit, drawn
-    directly as a maximum, one uniform per vacancy), and the bar. Returns the positions of the vacancies' first
-    pairs, the pair offered each vacancy (-1: none) and whether the background filled it.
+    directly as a maximum, one uniform per vacancy), and the bar. Returns the positions
+    of the vacancies' first pairs, the pair offered each vacancy (-1: none) and whether
+    the background filled it.
     """
     m = scn.market
     # draws keyed by (vacancy, learner) and by vacancy, so twin worlds agree on them
@@ -765,9 +766,7 @@ def choose(
     sd = math.hypot(m.background_skill_sd, m.fit_noise_sd)
     with np.errstate(divide="ignore", invalid="ignore"):
         tail = np.log(u) / np.maximum(a, 1e-300)  # log(u) / a = -(1 - F(x))
-        bg = np.where(
-            u > np.exp(-a), m.background_skill_mean + sd * ndtri(1.0 + tail), -np.inf
-        )
+        bg = np.where(u > np.exp(-a), m.background_skill_mean + sd * ndtri(1.0 + tail), -np.inf)
     learner_wins = (best > bg) & (best >= m.hiring_bar)
     background_wins = ~learner_wins & (bg >= m.hiring_bar)
     return starts, np.where(learner_wins, best_pair, -1), background_wins, score
@@ -788,10 +787,10 @@ def screen_and_hire(
     Every offer carries a match quality ``q ~ U(0, 1)`` (:func:`match_quality`: the same
     in twin worlds). Employed learners are candidates only where ``q`` beats the match of
     their current job (phase 3: directed on-the-job search), so on-the-job moves slow
-    down as a worker climbs. A learner with several offers takes the best match. A hired learner is employed from this week; the
-    job is a *new job* for the study if it starts at least ``calendar.new_job_min_weeks``
-    after the learner's credential was granted (``first_job_week``, and
-    ``first_scope_job_week`` for a vacancy in scope).
+    down as a worker climbs. A learner with several offers takes the best match. A hired
+    learner is employed from this week; the job is a *new job* for the study if it
+    starts at least ``calendar.new_job_min_weeks`` after the learner's credential was
+    granted (``first_job_week``, and ``first_scope_job_week`` for a vacancy in scope).
     """
     vacancy, learner = unique_pairs(cand.vacancy, cand.learner)  # one application counts once
     belief = posterior_mean(scn, learner, pop, state.shared)
@@ -800,7 +799,7 @@ def screen_and_hire(
     )
     offered = offer_pair[offer_pair >= 0]
     o_vac, o_lrn = vacancy[offered], learner[offered]
-    q = match_quality(cand.match_key, o_vac, o_lrn)
+    q = match_quality(np.uint64(cand.match_key), o_vac, o_lrn)
     # each learner considers its best match
     order = np.lexsort((-q, o_lrn))
     top = order[np.r_[True, o_lrn[order][1:] != o_lrn[order][:-1]]] if len(order) else order
@@ -909,8 +908,10 @@ def flows(
     p_fill, p_exp = vacancy_rates(scn)
     untouched = np.maximum(market.stock - hires.n_touched, 0)
     bg_fills = rng_vac.binomial(untouched, p_fill) + hires.background_touched
-    open_left = market.stock - bg_fills - np.bincount(
-        market.segment_of_slot(hires.vacancy), minlength=N_SEGMENTS
+    open_left = (
+        market.stock
+        - bg_fills
+        - np.bincount(market.segment_of_slot(hires.vacancy), minlength=N_SEGMENTS)
     )
     expired = rng_vac.binomial(np.maximum(open_left, 0), p_exp / (1.0 - p_fill))
     n_bg, n_exp = int(bg_fills.sum()), int(expired.sum())

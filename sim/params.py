@@ -571,21 +571,21 @@ class Market(_Section):
         lt=1,
     )
     applications_unemployed: float = _calibrated(
-        2.0,
+        2.5,
         "per week",
         "Applications sent by an attached, non-employed learner (median activity).",
         ge=0,
         le=100,
     )
     applications_marginal: float = _calibrated(
-        0.1,
+        0.03,
         "per week",
         "Applications sent by a marginally attached, non-employed learner.",
         ge=0,
         le=100,
     )
     applications_employed: float = _calibrated(
-        0.3,
+        0.5,
         "per week",
         "On-the-job search: applications sent by an employed learner. An offer is taken "
         "only if its match quality beats the current job's (a job ladder).",
@@ -640,7 +640,7 @@ class Market(_Section):
         le=10,
     )
     report_prob: float = _calibrated(
-        0.8, "probability", "Chance that a new job is reported on the profile.", ge=0, le=1
+        0.75, "probability", "Chance that a new job is reported on the profile.", ge=0, le=1
     )
     report_lag_weeks: float = _f(
         4.0,
