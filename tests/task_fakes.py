@@ -158,16 +158,16 @@ def slow_study(task):
 # quadratic term for :func:`moments`), plus seed noise: the same at every point for one seed
 # (common random numbers), as in the model.
 
-#: The market parameters the fake responds to, and their ranges: the provisional
-#: sim.calibrate.MARKET_PARAMS (tests/test_calibrate.py fits these, whatever that list
-#: becomes; a parameter the fake does not know moves none of its moments).
+#: The market parameters the fake responds to, and their ranges (scenario keys, so a point
+#: is a valid scenario; tests/test_calibrate.py fits these, whatever sim.calibrate's list
+#: is; a parameter the fake does not know moves none of its moments).
 RANGES = {
     "market.in_scope_share": (0.2, 0.95),
     "market.applications_employed": (0.01, 0.8),
     "signal.credibility": (0.01, 1.0),
     "visibility.unshared_view_rate": (1e-4, 0.05),
     "visibility.recruiter_view_prob": (0.0, 1.0),
-    "market.vacancies_per_1000": (0.5, 20.0),
+    "market.report_prob": (0.2, 1.0),
 }
 #: The moments the market parameters move, in the order of the rows of SLOPES.
 MOMENTS = (
@@ -183,12 +183,19 @@ MOMENTS = (
     "new_job_medium.itt",
     "new_job_high.control",
     "new_job_high.itt",
+    "flow.ue_monthly",
+    "flow.ee_monthly",
+    "flow.employment_drift_pp",
 )
 #: The moments at u = 1/2: the paper's numbers, near enough.
-CENTRE = np.array([17.0, 1.1, 12.5, 1.0, 18.9, 0.6, 11.5, 1.2, 12.3, 0.8, 31.0, 0.5])
+CENTRE = np.array(
+    [17.0, 1.1, 12.5, 1.0, 18.9, 0.6, 11.5, 1.2, 12.3, 0.8, 31.0, 0.5, 0.2, 0.02, 0.0]
+)
 #: The scale of each moment's response (pp): about the paper's SE of that moment, so that
 #: the residuals in SE units respond alike.
-SCALE = np.array([0.3, 0.45, 0.25, 0.4, 0.06, 0.09, 0.35, 0.5, 0.3, 0.6, 0.5, 1.1])
+SCALE = np.array(
+    [0.3, 0.45, 0.25, 0.4, 0.06, 0.09, 0.35, 0.5, 0.3, 0.6, 0.5, 1.1, 0.03, 0.005, 0.5]
+)
 #: d moment / d u (pp per range width): for the six fitted moments, ``SCALE`` times a
 #: well-conditioned matrix (each moment moved mostly by "its" parameter); the tertile
 #: moments follow the overall new-job moments.
@@ -206,6 +213,9 @@ SLOPES = SCALE[:, None] * np.array(
         [0.0, 9.0, 2.0, 0.0, 0.0, 0.0],
         [10.0, 1.0, 0.0, 0.0, 0.0, 3.0],
         [0.0, 5.0, 1.0, 0.0, 0.0, 0.0],
+        [3.0, 0.0, 0.0, 0.0, 0.0, 8.0],
+        [0.0, 8.0, 0.0, 0.0, 0.0, 3.0],
+        [2.0, 2.0, 0.0, 0.0, 0.0, 6.0],
     ]
 )
 #: SD of a seed's noise on each moment: 5% of its scale.
@@ -243,7 +253,7 @@ def _twin_rows(task, shape: str) -> pd.DataFrame:
     got = dict(zip(MOMENTS, values, strict=True))
     ids = ["shared", "new_job", "new_job_in_scope", "any_view"]
     ids += ["new_job_low", "new_job_medium", "new_job_high"]
-    return pd.DataFrame(
+    rows = pd.DataFrame(
         {
             "id": ids,
             "outcome": ids,
@@ -254,6 +264,19 @@ def _twin_rows(task, shape: str) -> pd.DataFrame:
             "true_effect": [got.get(f"{i}.itt", 2.8) for i in ids],
         }
     )
+    flows = [m for m in MOMENTS if m.startswith("flow.")]
+    flow_rows = pd.DataFrame(
+        {
+            "id": flows,
+            "outcome": flows,
+            "group": "all",
+            "estimator": "flow",
+            "n": 1000,
+            "control_mean": [got[m] for m in flows],
+            "true_effect": np.nan,
+        }
+    )
+    return pd.concat([rows, flow_rows], ignore_index=True)
 
 
 def moments(task):

@@ -368,8 +368,8 @@ def test_calibration_replays_evaluations_from_the_store(tmp_path):
     calls = []
 
     def fake(task):
-        calls.append((task.overrides["market.vacancies_per_1000"], task.replication))
-        v = task.overrides["market.vacancies_per_1000"] + task.replication
+        calls.append((task.overrides["market.sourced_per_vacancy"], task.replication))
+        v = task.overrides["market.sourced_per_vacancy"] + task.replication
         ids = [m.removesuffix(".control") for m, _, _ in cal.moment_targets()[::2]]
         return pd.DataFrame({"id": ids, "control_mean": v, "true_effect": v, "n": 10})
 
@@ -378,7 +378,7 @@ def test_calibration_replays_evaluations_from_the_store(tmp_path):
             _small(2_000), seed, tmp_path, workers=1, log=lambda _m: None, n_seeds=2, task_fn=fake
         )
 
-    pts = [{"market.vacancies_per_1000": 5.0}, {"market.vacancies_per_1000": 6.0}]
+    pts = [{"market.sourced_per_vacancy": 5.0}, {"market.sourced_per_vacancy": 6.0}]
     first = calibration().evaluate_many(pts)
     assert sorted(calls) == [(5.0, 0), (5.0, 1), (6.0, 0), (6.0, 1)]  # each point, each seed
     assert first[1]["new_job.itt"] == 6.5  # moments are averaged over the seeds
