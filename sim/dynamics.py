@@ -701,8 +701,9 @@ def choose(
     number of background applicants at each pair's vacancy. Per vacancy: the best learner
     candidate (belief + fit noise ``N(0, fit_noise_sd)``), the best of
     ``Poisson(bg_applicants)`` background applicants (perceived skill + fit, drawn
-    directly as a maximum, one uniform per vacancy), and the bar. Returns the positions of the vacancies' first
-    pairs, the pair offered each vacancy (-1: none) and whether the background filled it.
+    directly as a maximum, one uniform per vacancy), and the bar. Returns the positions of
+    the vacancies' first pairs, the pair offered each vacancy (-1: none), whether the
+    background filled it, and every pair's score.
     """
     m = scn.market
     # draws keyed by (vacancy, learner) and by vacancy, so twin worlds agree on them
@@ -728,9 +729,7 @@ def choose(
     sd = math.hypot(m.background_skill_sd, m.fit_noise_sd)
     with np.errstate(divide="ignore", invalid="ignore"):
         tail = np.log(u) / np.maximum(a, 1e-300)  # log(u) / a = -(1 - F(x))
-        bg = np.where(
-            u > np.exp(-a), m.background_skill_mean + sd * ndtri(1.0 + tail), -np.inf
-        )
+        bg = np.where(u > np.exp(-a), m.background_skill_mean + sd * ndtri(1.0 + tail), -np.inf)
     learner_wins = (best > bg) & (best >= m.hiring_bar)
     background_wins = ~learner_wins & (bg >= m.hiring_bar)
     return starts, np.where(learner_wins, best_pair, -1), background_wins, score
@@ -874,8 +873,10 @@ def flows(
     p_fill, p_exp = vacancy_rates(scn)
     untouched = np.maximum(market.stock - hires.n_touched, 0)
     bg_fills = rng_vac.binomial(untouched, p_fill) + hires.background_touched
-    open_left = market.stock - bg_fills - np.bincount(
-        market.segment_of_slot(hires.vacancy), minlength=N_SEGMENTS
+    open_left = (
+        market.stock
+        - bg_fills
+        - np.bincount(market.segment_of_slot(hires.vacancy), minlength=N_SEGMENTS)
     )
     expired = rng_vac.binomial(np.maximum(open_left, 0), p_exp / (1.0 - p_fill))
     n_bg, n_exp = int(bg_fills.sum()), int(expired.sum())

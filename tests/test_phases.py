@@ -601,7 +601,8 @@ def test_a_learner_with_several_offers_takes_the_best_match():
     scn, pop, st, market = _hire_world()
     st.employed[:] = False
     who = np.array([17, 17])
-    a, b = _own_slots(market, np.array([17]))[0], _own_slots(market, np.array([17]))[0] + 1
+    a = _own_slots(market, np.array([17]))[0]
+    b = a + 1  # the next slot of the same segment
 
     def hire(vacancies):
         state = copy.deepcopy(st)
