@@ -11,7 +11,7 @@ channel switched off, it prints
 - the distinct learners hired and the hires per hired learner (repeat job moves).
 
     uv run python experiments/everyone_nudged_mechanism.py [--learners N] [--seed S]
-                                   [--set market.search_pause_weeks=26 ...]
+                                   [--set market.applications_employed=0 ...]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ CONFIGS = {
 def world_row(result, matched_new_job: float, all_new_job: float) -> dict[str, float]:
     """Market totals of one world over the whole run (burn-in included)."""
     hires = result.hires
-    by_learner = hires[~hires["background"]].groupby("learner").size()
+    by_learner = hires.groupby("learner").size()  # the hires log holds learners only
     s = result.series
     return {
         "new job, matched (%)": 100 * matched_new_job,
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="change a scenario parameter, e.g. market.search_pause_weeks=26 (repeatable)",
+        help="change a scenario parameter, e.g. market.applications_employed=0 (repeatable)",
     )
     args = parser.parse_args(argv)
     base = load_scenario(args.scenario)

@@ -8,10 +8,10 @@ notebook::
 
 The page has, in the sidebar, Mesa's controls (reset, play/pause, step) and the model
 parameters: the scenario file, the number of learners, a seed and five sliders
-(nudge strength, credibility, search boost, vacancy rate, share nudged). Moving a slider
-takes effect at the next *Reset*, as everywhere in Mesa. The main area shows a sampled
-neighbourhood of the professional graph, sharing and new jobs by arm as the weeks pass,
-and the week's headline numbers.
+(nudge strength, credibility, search boost, learners' share of job seekers, share
+nudged). Moving a slider takes effect at the next *Reset*, as everywhere in Mesa. The
+main area shows a sampled neighbourhood of the professional graph, sharing and new jobs
+by arm as the weeks pass, and the week's headline numbers.
 
 The main area is laid out by :func:`Dashboard` rather than by Mesa's ``components``
 grid, which does not render under the locked Solara/ipyvue 3 (see its docstring); the
@@ -91,7 +91,7 @@ SLIDERS: dict[str, tuple[str, str]] = {
     "nudge_strength": ("sharing.nudge_strength", "Nudge strength"),
     "credibility": ("signal.credibility", "Credibility"),
     "search_boost": ("visibility.search_boost", "Search boost"),
-    "vacancies_per_1000": ("market.vacancies_per_1000", "Vacancies"),
+    "learner_share": ("market.learner_share", "Learners' share of job seekers"),
     "treated_share": ("study.treated_share", "Share nudged"),
 }
 
@@ -122,9 +122,9 @@ class AppMarket(CredentialMarket):
         that the arguments below do not.
     n_learners:
         ``population.n_learners`` (learners).
-    nudge_strength, credibility, search_boost, vacancies_per_1000, treated_share:
+    nudge_strength, credibility, search_boost, learner_share, treated_share:
         ``sharing.nudge_strength``, ``signal.credibility``, ``visibility.search_boost``,
-        ``market.vacancies_per_1000``, ``study.treated_share`` (units in
+        ``market.learner_share``, ``study.treated_share`` (units in
         :func:`sim.params.field_info`); they override the scenario's values.
     seed:
         Root seed of the run (an integer >= 0, or its text from the page's input box).
@@ -137,7 +137,7 @@ class AppMarket(CredentialMarket):
         nudge_strength: float = _DEFAULTS["nudge_strength"],
         credibility: float = _DEFAULTS["credibility"],
         search_boost: float = _DEFAULTS["search_boost"],
-        vacancies_per_1000: float = _DEFAULTS["vacancies_per_1000"],
+        learner_share: float = _DEFAULTS["learner_share"],
         treated_share: float = _DEFAULTS["treated_share"],
         seed: int | str = DEFAULT_SEED,
     ) -> None:
@@ -152,7 +152,7 @@ class AppMarket(CredentialMarket):
             "nudge_strength": float(nudge_strength),
             "credibility": float(credibility),
             "search_boost": float(search_boost),
-            "vacancies_per_1000": float(vacancies_per_1000),
+            "learner_share": float(learner_share),
             "treated_share": float(treated_share),
         }
         overrides: dict[str, Any] = {"population.n_learners": int(n_learners)}
@@ -183,8 +183,9 @@ def slider_spec(key: str) -> dict[str, float]:
     values, which the schema's defaults are not), the bounds come from
     :func:`sim.params.field_info`. A field whose upper bound is more than
     :data:`SLIDER_MAX_MULTIPLE` times its starting value gets a slider to that multiple
-    (so the starting value lies on its grid); any other field spans its bounds.
-    Either way in :data:`SLIDER_STEPS` steps. The page starts at the exact default even
+    (so the starting value lies on its grid, unless the lower bound is exclusive: the
+    slider then starts a step above it); any other field spans its bounds. Either way in
+    :data:`SLIDER_STEPS` steps. The page starts at the exact default even
     where it falls between two steps (a calibrated value such as a credibility of
     0.9363); moving the slider picks values on the grid.
     """
@@ -196,8 +197,9 @@ def slider_spec(key: str) -> dict[str, float]:
         hi = SLIDER_MAX_MULTIPLE * default
     lo = float(info.get("ge", info.get("gt", 0.0)))
     step = (hi - lo) / SLIDER_STEPS
-    if "gt" in info:
+    if "gt" in info:  # an exclusive bound: start a step above it, still in SLIDER_STEPS steps
         lo += step
+        step = (hi - lo) / SLIDER_STEPS
     if key in SLIDER_BOUNDS:
         lo, hi = SLIDER_BOUNDS[key]
         step = (hi - lo) / SLIDER_STEPS

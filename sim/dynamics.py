@@ -738,9 +738,9 @@ def choose(
     number of background applicants at each pair's vacancy. Per vacancy: the best learner
     candidate (belief + fit noise ``N(0, fit_noise_sd)``), the best of
     ``Poisson(bg_applicants)`` background applicants (perceived skill + fit, drawn
-    directly as a maximum, one uniform per vacancy), and the bar. Returns the positions
-    of the vacancies' first pairs, the pair offered each vacancy (-1: none) and whether
-    the background filled it.
+    directly as a maximum, one uniform per vacancy), and the bar. Returns the positions of
+    the vacancies' first pairs, the pair offered each vacancy (-1: none), whether the
+    background filled it, and every pair's score.
     """
     m = scn.market
     # draws keyed by (vacancy, learner) and by vacancy, so twin worlds agree on them

@@ -288,16 +288,26 @@ def steady_state_start(
     d = separation_monthly(scenario)
     f = FLOW_TARGETS["flow.ue_monthly"].value
     e_att = f / (f + d) if f + d > 0 else 0.0
-    share = m.attached_share
-    e_marg = (pop.employed_share - share * e_att) / (1.0 - share) if share < 1 else e_att
-    if not 0.0 <= e_marg <= 1.0:
-        hi = min(1.0, pop.employed_share / e_att) if e_att > 0 else 1.0
+    es, share = pop.employed_share, m.attached_share
+    # the others' employment rate (es - s e_att) / (1 - s) must lie in [0, 1]:
+    # s e_att <= es and s (1 - e_att) <= 1 - es
+    hi = 1.0
+    if e_att > 0:
+        hi = min(hi, es / e_att)
+    if e_att < 1:
+        hi = min(hi, (1.0 - es) / (1.0 - e_att))
+    e_marg = (es - share * e_att) / (1.0 - share) if share < 1 else e_att
+    if share > hi + 1e-9 or not 0.0 <= e_marg <= 1.0:
+        needs = (
+            f"an employment rate of {e_marg:.3f} among the others"
+            if share < 1
+            else f"some learners not attached (all are, and employed at {e_att:.3f})"
+        )
         raise ScenarioError(
             f"key 'market.attached_share' = {share}: attached learners are employed at "
             f"{e_att:.3f} in the steady state (targeted U->E rate and "
-            f"market.separation_rate_per_year), so population.employed_share = "
-            f"{pop.employed_share} needs an employment rate of {e_marg:.3f} among the "
-            f"others; allowed range for market.attached_share [0, {hi:.4f}]"
+            f"market.separation_rate_per_year), so population.employed_share = {es} "
+            f"needs {needs}; allowed range for market.attached_share (0, {hi:.4f}]"
         )
     attached = rng.random(n) < share
     base = np.clip(np.where(attached, e_att, e_marg), 1e-6, 1 - 1e-6)

@@ -6,7 +6,7 @@ A run folder holds everything needed to know what produced it::
     manifest.json     seed, package versions, git commit, platform, command, timestamp
     series.parquet    the weekly time series
     learners.parquet  one row per learner: traits, assignment and final state
-    hires.parquet     every filled vacancy
+    hires.parquet     every hire of a learner (background fills are counted in the series)
     summary.json      the headline numbers of :func:`summarize`
 
 Folders are written through :func:`atomic_run_dir`, so a folder under its final name is
@@ -304,8 +304,7 @@ def summarize(result: RunResult) -> dict[str, Any]:
 
     By arm, in the whole population: ``any_view``, share whose certificate was viewed at
     least once (own views excluded). Market totals: final employment rate, hires of
-    learners and of background job seekers, mean open vacancies per week, and the
-    market's flows over the study window (``flow_*``, :func:`sim.flows.market_flows`).
+    learners and of background applicants, mean open vacancies per week.
     """
     lf, series, hires = result.learners, result.series, result.hires
     treated = lf["treated"].astype(bool)
@@ -333,7 +332,7 @@ def summarize(result: RunResult) -> dict[str, Any]:
         out[f"{name}_control"] = rc
         out[f"{name}_diff_pp"] = 100.0 * (rt - rc)
     out["employment_final"] = float(lf["employed"].mean()) if len(lf) else math.nan
-    out["hires_learners"] = len(hires)
+    out["hires_learners"] = len(hires)  # the hires log holds learners' hires only
     out["hires_background"] = int(series["hires_background"].sum()) if len(series) else 0
     out["vacancies_open_mean"] = float(series["vacancies_open"].mean()) if len(series) else math.nan
     out.update({f"flow_{k}": v for k, v in result.flows.items()})

@@ -76,11 +76,13 @@ class WeekRecord:
     """What one week looked like, recorded around ``model.step()``."""
 
     week: int
-    open_ids_before: np.ndarray  # ids of vacancies open when the week started
-    open_ids_after: np.ndarray  # ids open when it ended
+    open_before: int  # vacancies open when the week started
+    open_after: int  # vacancies open when it ended
+    stock_after: np.ndarray  # open vacancies per segment when it ended
     shared: np.ndarray  # state.shared after the step
     share_week: np.ndarray  # state.share_week after the step
     employed: np.ndarray  # state.employed after the step
+    match: np.ndarray  # state.match (the job ladder's rung) after the step
 
 
 @dataclass
@@ -104,17 +106,19 @@ def weekly_trace() -> Trace:
     trace = Trace(model)
     while model.running:
         week = model.week
-        before = model.vacancies.id.copy()
+        before = model.vacancies_open
         model.step()
         st = model.state
         trace.weeks.append(
             WeekRecord(
                 week=week,
-                open_ids_before=before,
-                open_ids_after=model.vacancies.id.copy(),
+                open_before=before,
+                open_after=model.vacancies_open,
+                stock_after=model.market.stock.copy(),
                 shared=st.shared.copy(),
                 share_week=st.share_week.copy(),
                 employed=st.employed.copy(),
+                match=st.match.copy(),
             )
         )
     return trace

@@ -562,13 +562,13 @@ def test_everyone_nudged_mechanism_script_prints_both_worlds_per_channel(capsys)
                 "--seed",
                 "3",
                 "--set",
-                "market.search_pause_weeks=26",
+                "market.applications_employed=0",
             ]
         )
         == 0
     )
     out = capsys.readouterr().out
-    assert "4,000 learners, seed 3, market.search_pause_weeks = 26;" in out
+    assert "4,000 learners, seed 3, market.applications_employed = 0;" in out
     for label in ("both channels", "visibility only", "signal only"):
         assert out.count(label) >= 2  # its progress line and its two table rows
     assert "hires per hired learner" in out and "everyone" in out and "no one" in out

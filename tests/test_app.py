@@ -135,7 +135,7 @@ def test_keywords_override_the_scenario():
         nudge_strength=0.05,
         credibility=0.3,
         search_boost=2.0,
-        vacancies_per_1000=9.0,
+        learner_share=0.2,
         treated_share=0.7,
         seed=" 7 ",
     )
@@ -145,12 +145,16 @@ def test_keywords_override_the_scenario():
         p.sharing.nudge_strength,
         p.signal.credibility,
         p.visibility.search_boost,
-        p.market.vacancies_per_1000,
+        p.market.learner_share,
         p.study.treated_share,
-    ) == (0.05, 0.3, 2.0, 9.0, 0.7)
+    ) == (0.05, 0.3, 2.0, 0.2, 0.7)
     assert p.meta.name == "no_nudge"
     assert m.overridden["sharing.nudge_strength"] == (0.05, 0.0)  # the file's value is 0
     assert "study.treated_share" in m.overridden
+    assert m.overridden["market.learner_share"] == (
+        0.2,
+        scenarios.load("no_nudge").market.learner_share,
+    )
     assert abs(m.treated.mean() - 0.7) < 0.02
 
 

@@ -53,7 +53,9 @@ def test_run_writes_a_complete_run_folder(tiny: Path, tmp_path: Path, capsys) ->
     steps = scenario.calendar.burn_in_weeks + scenario.calendar.n_weeks
     assert len(series) == steps
     assert len(learners) == N_LEARNERS
-    assert {"week", "vacancy_id", "learner", "in_scope", "background"} <= set(hires.columns)
+    assert {"week", "date", "learner", "slot", "employer", "in_scope", "status"} <= set(
+        hires.columns
+    )
 
     meta = json.loads((out / "manifest.json").read_text())
     assert meta["seed"] == 3
@@ -72,7 +74,11 @@ def test_run_writes_a_complete_run_folder(tiny: Path, tmp_path: Path, capsys) ->
     assert summary["learners"] == N_LEARNERS
     assert summary["weeks"] == steps
     assert summary["matched_learners"] == int(learners["matched"].sum())
-    assert summary["hires_learners"] + summary["hires_background"] == len(hires)
+    assert summary["hires_learners"] == len(hires)  # learners' hires; background ones counted
+    assert summary["hires_background"] == series["hires_background"].sum()
+    assert summary["hires_learners"] + summary["hires_background"] == (
+        series["vacancies_filled"].sum()
+    )
     for key in ("shared", "new_job", "new_job_in_scope", "any_view"):
         t, c = summary[f"{key}_treated"], summary[f"{key}_control"]
         assert 0 <= t <= 1 and 0 <= c <= 1

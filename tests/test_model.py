@@ -8,8 +8,6 @@ every weekly draw, learner by learner.
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -76,25 +74,32 @@ def test_run_reaches_the_collection_date(small_run):
     assert len(res.learners) == model.params.population.n_learners
 
 
-def test_a_vacancy_is_filled_at_most_once(small_run):
-    hires = small_run.result.hires
+def test_a_vacancy_is_filled_at_most_once_a_week(small_run):
+    """A vacancy slot gets at most one offer a week, and a filled slot is an open one of
+    the steady stock, with the employer and title the market gives that slot."""
+    model, hires = small_run.model, small_run.result.hires
+    mk = model.market
     assert len(hires) > 100
-    assert not hires["vacancy_id"].duplicated().any()
+    assert not hires.duplicated(["week", "slot"]).any()
+    slot = hires["slot"].to_numpy()
+    assert slot.min() >= 0 and slot.max() < model.vacancies_open
+    np.testing.assert_array_equal(hires["employer"], mk.employer_of(slot))
+    np.testing.assert_array_equal(hires["in_scope"], mk.in_scope(model.params, slot))
 
 
 def test_a_learner_is_hired_at_most_once_a_week(small_run):
     hires = small_run.result.hires
-    learners = hires[~hires["background"]]
-    assert (learners["learner"] >= 0).all()
-    assert hires.loc[hires["background"], "learner"].isna().all()
-    assert not learners.duplicated(["week", "learner"]).any()
+    assert (hires["learner"] >= 0).all()
+    assert hires["learner"].max() < len(small_run.result.learners)
+    assert not hires.duplicated(["week", "learner"]).any()
+    assert set(hires["status"].cat.categories) == {"employed", "unemployed", "marginal"}
+    assert hires["status"].notna().all()
 
 
 def test_hires_log_matches_jobs_started(small_run):
     res = small_run.result
-    hires = res.hires[~res.hires["background"]]
     n = len(res.learners)
-    counted = np.bincount(hires["learner"].to_numpy(np.int64), minlength=n)
+    counted = np.bincount(res.hires["learner"].to_numpy(np.int64), minlength=n)
     np.testing.assert_array_equal(counted, res.learners["jobs_started"].to_numpy())
 
 
@@ -115,22 +120,37 @@ def test_employment_state_is_consistent(small_run):
     assert not (employed & (started == 0) & ~baseline).any()
 
 
-def test_every_hired_vacancy_existed(small_run):
-    model, res = small_run.model, small_run.result
-    ids = res.hires["vacancy_id"].to_numpy()
-    n_created = int(res.series["vacancies_open"].iloc[0] + res.series["vacancies_posted"].sum())
-    assert n_created == model.market.next_vacancy_id
-    assert ids.min() >= 0 and ids.max() < n_created
-
-
-def test_hires_come_from_vacancies_open_that_week(weekly_trace):
-    hires = weekly_trace.model.hires_log()
-    by_week = {w: g["vacancy_id"].to_numpy() for w, g in hires.groupby("week")}
+def test_the_vacancy_stock_is_steady(small_run, weekly_trace):
+    """The market holds a steady stock of vacancies: every week as many are posted as
+    were filled or withdrawn, so the stock of each segment never changes."""
+    for run in (small_run.result.series, weekly_trace.model.series()):
+        assert (run["vacancies_open"] == run["vacancies_open"].iloc[0]).all()
+        np.testing.assert_array_equal(
+            run["vacancies_posted"], run["vacancies_filled"] + run["vacancies_expired"]
+        )
+        assert (run["vacancies_posted"] > 0).all()
+    model = weekly_trace.model
+    stock = model.market.stock
+    assert model.vacancies_open == stock.sum() == model.market.n_slots > 0
     for rec in weekly_trace.weeks:
-        filled = by_week.get(rec.week, np.empty(0, np.int64))
-        assert np.isin(filled, rec.open_ids_before).all(), rec.week
-        assert not np.isin(filled, rec.open_ids_after).any(), rec.week
-        assert len(np.unique(rec.open_ids_after)) == len(rec.open_ids_after)
+        assert rec.open_before == rec.open_after == stock.sum(), rec.week
+        np.testing.assert_array_equal(rec.stock_after, stock)
+
+
+def test_the_status_counts_follow_the_learners(small_run, weekly_trace):
+    s = small_run.result.series
+    n = len(small_run.result.learners)
+    np.testing.assert_array_equal(s["n_employed"] + s["n_unemployed"] + s["n_marginal"], n)
+    np.testing.assert_array_equal(
+        s["hires_learners"],
+        s["hires_job_to_job"] + s["hires_from_unemployed"] + s["hires_from_marginal"],
+    )
+    assert (s["offers_to_learners"] >= s["hires_learners"]).all()
+    assert (s["offers_to_learners"] > s["hires_learners"]).any()  # employed learners decline
+    # the counts are taken at the start of each week: last week's employment
+    t = weekly_trace.model.series()
+    employed_after = np.array([rec.employed.sum() for rec in weekly_trace.weeks])
+    np.testing.assert_array_equal(t["n_employed"].to_numpy()[1:], employed_after[:-1])
 
 
 def test_weekly_counts_add_up(small_run):
@@ -144,7 +164,7 @@ def test_weekly_counts_add_up(small_run):
         s["vacancies_filled"], s["hires_learners"] + s["hires_background"]
     )
     per_week = hires.groupby("week").size().reindex(s["week"], fill_value=0).to_numpy()
-    np.testing.assert_array_equal(per_week, s["vacancies_filled"].to_numpy())
+    np.testing.assert_array_equal(per_week, s["hires_learners"].to_numpy())
     for col in (
         "vacancies_open",
         "vacancies_posted",
@@ -158,6 +178,13 @@ def test_weekly_counts_add_up(small_run):
         "separations",
         "hires_learners",
         "hires_background",
+        "hires_job_to_job",
+        "hires_from_unemployed",
+        "hires_from_marginal",
+        "offers_to_learners",
+        "n_employed",
+        "n_unemployed",
+        "n_marginal",
     ):
         assert (s[col] >= 0).all(), col
     assert (s["vacancies_filled"] + s["vacancies_expired"] <= s["vacancies_open"]).all()
@@ -315,9 +342,12 @@ def test_agents_are_views_of_the_arrays(small_run):
         assert agent.views == st.views[i]
         assert agent.treated == bool(model.treated[i])
         assert (agent.share_week is None) == (not st.shared[i])
+    slots = np.arange(model.vacancies_open)
+    assert sum(model.employer(e).open_vacancies for e in range(m)) == len(slots)
     for e in range(m):
         emp = model.employer(e)
-        assert emp.open_vacancies == int((model.vacancies.employer == e).sum())
+        assert emp.open_vacancies == int((model.market.employer_of(slots) == e).sum())
+        assert emp.developing == bool(model.market.employers.developing[e])
         assert [a.idx for a in emp.followees] == model.network.employer_followees(e).tolist()
 
 
@@ -413,13 +443,27 @@ def test_no_nudge_twins_are_identical_learner_by_learner():
 
 
 def test_without_channels_sharing_does_not_reach_jobs():
-    """credibility 0 and visibility off: the nudge changes who shares, and nothing about
-    anyone's jobs (the exclusion restriction, learner by learner)."""
+    """Signal off (employers never read the credential, not even the fact of completion)
+    and visibility off: the nudge changes who shares and who views whose certificate, and
+    nothing about anyone's jobs (the exclusion restriction, learner by learner): every
+    hire, every vacancy count and every job outcome of the twins is the same."""
     scn = scenario_file("no_channels").with_overrides({"population.n_learners": 10_000})
-    a, b = _twins(scn)
-    assert (a["shared"] != b["shared"]).sum() > 50
+    assert not scn.signal.enabled and not scn.visibility.enabled
+    a = _run(scn)
+    b = _run(scn, treated=~a.treated)
+    fa, fb = a.learners_frame(), b.learners_frame()
+    assert (fa["shared"] != fb["shared"]).sum() > 50
     for col in JOB_OUTCOMES:
-        np.testing.assert_array_equal(a[col].to_numpy(), b[col].to_numpy(), err_msg=col)
+        np.testing.assert_array_equal(fa[col].to_numpy(), fb[col].to_numpy(), err_msg=col)
+    np.testing.assert_array_equal(a.state.match, b.state.match)
+    pd.testing.assert_frame_equal(a.hires_log(), b.hires_log())
+    pd.testing.assert_frame_equal(a.separations_log(), b.separations_log())
+    # what sharing can touch: who shared and the certificate views (exposure)
+    touched = {"shared_treated", "shared_control", "views"}
+    sa, sb = a.series(), b.series()
+    untouched = [c for c in sa.columns if c not in touched]
+    pd.testing.assert_frame_equal(sa[untouched], sb[untouched])
+    assert not sa["shared_treated"].equals(sb["shared_treated"])
 
 
 def test_with_both_channels_twin_job_outcomes_differ():
@@ -433,10 +477,17 @@ def test_with_both_channels_twin_job_outcomes_differ():
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"visibility.enabled": False}, {"signal.credibility": 0.0}, {"signal.enabled": False}],
-    ids=["signal only", "visibility only", "visibility only (signal off)"],
+    [
+        {"visibility.enabled": False},
+        {"signal.enabled": False},
+        {"signal.credibility": 0.0, "visibility.enabled": False},
+    ],
+    ids=["signal only", "visibility only", "news of completion only"],
 )
 def test_each_channel_alone_lets_sharing_reach_jobs(overrides):
+    """Either channel alone reaches jobs; so does the signal at credibility 0, which still
+    tells employers that the course was completed (only ``signal.enabled = false``
+    removes that)."""
     a, b = _twins(small_scenario(10_000, overrides))
     assert (a["first_job_week"] != b["first_job_week"]).sum() > 0
 
@@ -503,68 +554,102 @@ def test_a_stronger_channel_does_not_reduce_sharers_job_finding(key, low, high):
     assert d.mean() > -3 * se, (d.mean(), se)
 
 
-# ---- the search pause after a hire -------------------------------------------------------
+# ---- the market: a job ladder, background seekers, common random numbers -------------------
 
 
-def _candidates(model: CredentialMarket, pause: float, seed: int = 11):
-    """Phase 3 of the model's current week, with fixed generators and the given pause."""
-    from sim import dynamics as dyn
+def test_job_to_job_moves_go_up_the_ladder(weekly_trace):
+    """An employed learner moves only to a better match; a learner who was not employed
+    takes any job; a job that ends leaves no rung."""
+    model = weekly_trace.model
+    hires = model.hires_log()
+    by_week = {w: g for w, g in hires.groupby("week")}
+    pop = model.population
+    employed = pop.employed0.copy()
+    match = np.where(pop.employed0, pop.match0, 0.0).astype(np.float32)
+    n_moves = 0
+    for rec in weekly_trace.weeks:
+        h = by_week.get(rec.week)
+        if h is not None:
+            who = h["learner"].to_numpy()
+            moved = (h["status"] == "employed").to_numpy()
+            np.testing.assert_array_equal(moved, employed[who])
+            assert (rec.match[who[moved]] > match[who[moved]]).all(), rec.week
+            assert ((rec.match[who] > 0) & (rec.match[who] < 1)).all(), rec.week
+            n_moves += int(moved.sum())
+        assert (rec.match[~rec.employed] == 0).all(), rec.week
+        employed, match = rec.employed, rec.match
+    assert n_moves > 20
 
-    scn = model.params.with_overrides({"market.search_pause_weeks": pause})
-    st, pop, w = model.state, model.population, model.week
-    seen = dyn.visibility(
-        scn,
-        w,
-        pop,
-        copy.deepcopy(st),
-        model.network,
-        np.flatnonzero(st.shared)[:50],
-        np.random.default_rng(seed),
+
+def _fill_shares(learner_share: float) -> tuple[int, int]:
+    """Learners' and background seekers' hires in a short run (burn-in and 20 weeks)."""
+    model = CredentialMarket(
+        small_scenario(4_000, {"market.learner_share": learner_share}), rng=SEED
     )
-    return dyn.search_and_apply(
-        scn,
-        w,
-        pop,
-        copy.deepcopy(st),
-        model.market,
-        seen,
-        np.random.default_rng(seed + 1),
-        np.random.default_rng(seed + 2),
-    )
-
-
-def test_unavailable_learners_are_dropped_and_the_draws_stay_the_same():
-    from sim import dynamics as dyn
-
-    model = CredentialMarket(small_scenario(3_000), rng=SEED)
-    for _ in range(20):
+    for _ in range(model.params.calendar.burn_in_weeks + 20):
         model.step()
-    base = _candidates(model, 0.0)
-    assert dyn.searching(model.params, model.week, model.state) is None
-    paused = model.params.with_overrides({"market.search_pause_weeks": 26.0})
-    mask = dyn.searching(paused, model.week, model.state)
-    some = _candidates(model, 26.0)
-    keep = mask[base.learner]
-    assert 0 < keep.sum() < len(keep)
-    np.testing.assert_array_equal(some.learner, base.learner[keep])
-    np.testing.assert_array_equal(some.vacancy, base.vacancy[keep])
-    np.testing.assert_array_equal(some.sourced_views, base.sourced_views)  # still seen
+    s = model.series()
+    return int(s["hires_learners"].sum()), int(s["hires_background"].sum())
 
 
-def test_a_search_pause_stops_repeat_hires_of_the_employed():
-    def repeat_gaps(pause: float) -> tuple[np.ndarray, pd.DataFrame]:
-        model = _run(small_scenario(5_000, {"market.search_pause_weeks": pause}))
-        res = model.result()
-        hires = res.hires[~res.hires["background"]].sort_values(["learner", "week"])
-        last = hires.groupby("learner")["week"].max()
-        lw = res.learners["last_hire_week"].to_numpy()
-        np.testing.assert_array_equal(lw[last.index.to_numpy()], last.to_numpy())
-        assert res.learners["last_hire_week"][res.learners["jobs_started"] == 0].isna().all()
-        return hires.groupby("learner")["week"].diff().dropna().to_numpy(), res.learners
+def test_background_seekers_fill_most_vacancies_unless_learners_are_most_seekers():
+    """Learners are learner_share of their segments' job seekers: when they are few the
+    background fills nearly every vacancy; when they are 90% they fill a large share."""
+    few_l, few_b = _fill_shares(0.02)
+    many_l, many_b = _fill_shares(0.9)
+    assert few_b > 20 * few_l, (few_l, few_b)
+    few, many = few_l / (few_l + few_b), many_l / (many_l + many_b)
+    assert many > 0.3 and many > 10 * few, (few, many)
 
-    gaps0, _ = repeat_gaps(0.0)
-    gaps26, _ = repeat_gaps(26.0)
-    short0, short26 = (gaps0 < 26).sum(), (gaps26 < 26).sum()
-    # without a pause most repeat hires come within weeks; with one, only after a
-    # separation (15% a year), so a small fraction of them
-    assert short0 > 100 and short26 < 0.1 * short0, (short0, short26)
+
+def test_one_learners_treatment_shifts_no_other_learners_applications(monkeypatch):
+    """Common random numbers with hashed draws: two worlds from one seed that differ only
+    in one learner's ``treated`` flag give every learner whose search status is the same
+    in both the same application targets, week after week, even once the worlds have
+    diverged (the treated learner's share changes recruiters' searches, hence hires)."""
+    from sim import dynamics as dyn
+
+    scn = small_scenario(
+        3_000,
+        {
+            "sharing.hazard_at_grant": 0.0,
+            "sharing.hazard_floor": 0.0,
+            "sharing.nudge_strength": 20.0,  # a notified treated learner shares
+            "visibility.search_boost": 20.0,
+        },
+    )
+    a = CredentialMarket(scn, rng=SEED)
+    opens = a.state.app_open_week
+    candidates = np.flatnonzero(a.treated & (opens >= 0))
+    j = candidates[np.argmin(opens[candidates])]  # the first treated learner to be notified
+    treated_b = a.treated.copy()
+    treated_b[j] = False
+    b = CredentialMarket(scn, rng=SEED, treated=treated_b)
+
+    real = dyn.search_and_apply
+    log: dict[int, list] = {}
+
+    def recording(scn_, week, pop, state, market, seen, rng_apply, rng_source):
+        cand = real(scn_, week, pop, state, market, seen, rng_apply, rng_source)
+        k = cand.n_applications
+        status = dyn.search_status(state.employed, pop.attached)
+        log.setdefault(week, []).append((status, cand.learner[:k], cand.vacancy[:k]))
+        return cand
+
+    monkeypatch.setattr(dyn, "search_and_apply", recording)
+    a.run()
+    b.run()
+    assert a.state.shared[j] and not b.state.shared[j]
+    treated_week = int(a.state.share_week[j])
+    assert treated_week == opens[j]
+    diverged = 0
+    for week in range(treated_week, treated_week + 20):
+        (sa, la, va), (sb, lb, vb) = log[week]
+        same = sa == sb
+        diverged = max(diverged, int((~same).sum()))
+        if week == treated_week:  # the share came before this week's search
+            assert same.all()
+        keep_a, keep_b = same[la], same[lb]
+        np.testing.assert_array_equal(la[keep_a], lb[keep_b], err_msg=str(week))
+        np.testing.assert_array_equal(va[keep_a], vb[keep_b], err_msg=str(week))
+    assert diverged > 0  # the worlds did come apart: some learners' search differs

@@ -240,7 +240,11 @@ def _pinned_inputs():
     learners.domain = rng.integers(0, 4, n).astype(np.int8)
     learners.developing = rng.random(n) < 0.9
     learners.activity = (rng.random(n) * 2).astype(np.float32)
-    employers = Employers(domain=np.arange(m, dtype=np.int8) % 4, size=rng.random(m) * 2)
+    employers = Employers(
+        domain=np.arange(m, dtype=np.int8) % 4,
+        size=rng.random(m) * 2,
+        developing=np.arange(m) % 8 >= 4,  # fixed: the graph does not read it
+    )
     return scn, learners, employers
 
 

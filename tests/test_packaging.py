@@ -93,7 +93,8 @@ def test_the_installed_wheel_finds_scenarios_by_name_from_any_folder(
             installed / "python",
             "-c",
             "import sim, sim.scenarios as s; print(sim.__file__); print(s.find('small')); "
-            "print(s.load('paper').meta.name); print(','.join(s.names()))",
+            "print(s.find('paper')); print(s.load('small').meta.name); "
+            "print(','.join(s.names()))",
         ],
         cwd=elsewhere,
         capture_output=True,
@@ -101,11 +102,12 @@ def test_the_installed_wheel_finds_scenarios_by_name_from_any_folder(
         timeout=120,
     )
     assert probe.returncode == 0, probe.stderr
-    module, small, paper, names = probe.stdout.splitlines()
+    module, small, paper, loaded, names = probe.stdout.splitlines()
     site = Path(module).parent.parent
     assert not Path(module).is_relative_to(ROOT), "the checkout's sim was imported"
     assert Path(small) == site / "sim" / "scenarios" / "small.toml"
-    assert paper == "paper"
+    assert Path(paper) == site / "sim" / "scenarios" / "paper.toml"
+    assert loaded == "small"  # its base, paper, found by name in the installed package
     assert set(names.split(",")) == {p.stem for p in scenarios.PACKAGED.glob("*.toml")}
 
 

@@ -8,10 +8,12 @@ tolerances).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from conftest import small_scenario
-from scipy.stats import poisson
+from scipy.stats import chisquare, poisson
 
 from sim import dynamics as dyn
 from sim.network import ProfessionalGraph
@@ -43,24 +45,70 @@ def _nx_graph(n: int, m: int):
     return g
 
 
-def _market(scn, pop, n_vacancies: int, domain: int = 0, in_scope: bool = True) -> dyn.Market:
-    employers = Employers(domain=np.array([domain], np.int8), size=np.ones(1))
-    market = dyn.Market.open(
-        scn.with_overrides({"market.vacancies_per_1000": 0.0}),
-        pop,
-        employers,
-        0,
-        np.random.default_rng(0),
+def _market(pop, stock, bg_applicants: float = 0.0) -> dyn.Market:
+    """A hand-built market: ``stock`` open vacancies in each segment (a number, or one per
+    segment), all of segment ``g`` at employer ``g`` (domain ``g // 2``, developing
+    ``g % 2``), ``bg_applicants`` background applicants per vacancy and week and no
+    background weight in recruiter search."""
+    stock = np.broadcast_to(np.asarray(stock, np.int64), (dyn.N_SEGMENTS,)).copy()
+    g = np.arange(dyn.N_SEGMENTS)
+    employers = Employers(
+        domain=(g // 2).astype(np.int8), size=np.ones(len(g)), developing=g % 2 == 1
     )
-    market.vacancies = dyn.Vacancies(
-        id=np.arange(n_vacancies, dtype=np.int64),
-        employer=np.zeros(n_vacancies, np.int32),
-        domain=np.full(n_vacancies, domain, np.int8),
-        in_scope=np.full(n_vacancies, in_scope),
-        posted_week=np.zeros(n_vacancies, np.int16),
+    slot_start = np.r_[0, np.cumsum(stock)].astype(np.int64)
+    seg = dyn.segment_of(pop.domain, pop.developing)
+    counts = np.bincount(seg, minlength=dyn.N_SEGMENTS)
+    return dyn.Market(
+        employers=employers,
+        stock=stock,
+        slot_start=slot_start,
+        slot_employer=g.astype(np.int32),
+        slot_employer_end=slot_start[1:].copy(),
+        employer_slots=np.column_stack([slot_start[:-1], stock]),
+        bg_applicants=np.full(dyn.N_SEGMENTS, float(bg_applicants)),
+        bg_search_weight=np.zeros(dyn.N_SEGMENTS),
+        learner_segment=seg,
+        seg_order=np.argsort(seg, kind="stable"),
+        seg_starts=np.cumsum(counts) - counts,
+        scope_key=np.uint64(12345),
     )
-    market.next_vacancy_id = n_vacancies
-    return market
+
+
+def _no_looks(n: int) -> dyn.Seen:
+    """Phase 2's output with no views and no employer looks."""
+    zero = np.zeros(n, np.int32)
+    return dyn.Seen(zero, zero.copy(), np.empty(0, np.int64), np.empty(0, np.int64))
+
+
+def _own_slots(market: dyn.Market, learners: np.ndarray) -> np.ndarray:
+    """One distinct slot for each of ``learners`` in its own segment (the segment's
+    stock must be large enough)."""
+    seg = market.learner_segment[learners].astype(np.int64)
+    rank = np.zeros(len(learners), np.int64)
+    for g in np.unique(seg):
+        at = np.flatnonzero(seg == g)
+        rank[at] = np.arange(len(at))
+    assert (rank < market.stock[seg]).all()
+    return market.slot_start[seg] + rank
+
+
+def _hires(scn, market, learner, vacancy, state) -> dyn.Hires:
+    """A hand-set phase-4 outcome: ``learner[k]`` hired into slot ``vacancy[k]``."""
+    learner, vacancy = np.asarray(learner, np.int64), np.asarray(vacancy, np.int64)
+    status = dyn.search_status(state.employed[learner], np.ones(len(learner), bool))
+    seg = market.segment_of_slot(vacancy)
+    return dyn.Hires(
+        vacancy=vacancy,
+        learner=learner,
+        employer=market.employer_of(vacancy),
+        in_scope=market.in_scope(scn, vacancy),
+        job_to_job=status == 0,
+        status=status,
+        n_candidates=len(learner),
+        n_offers=len(learner),
+        n_touched=np.bincount(seg, minlength=dyn.N_SEGMENTS),
+        background_touched=np.zeros(dyn.N_SEGMENTS, np.int64),
+    )
 
 
 # ---- app opening ---------------------------------------------------------------------
@@ -188,42 +236,198 @@ def test_feed_views_come_from_neighbours_of_new_sharers():
 # ---- phase 3: search and applications -------------------------------------------------------
 
 
-def test_applications_go_to_open_vacancies_at_the_poisson_rate():
+def test_applications_follow_the_search_status_at_the_poisson_rates():
+    rates = {0: 0.3, 1: 2.0, 2: 0.5}  # employed, unemployed (attached), marginal
+    scn, pop, st = _world(
+        {
+            "market.applications_employed": rates[0],
+            "market.applications_unemployed": rates[1],
+            "market.applications_marginal": rates[2],
+            "market.in_domain_application_share": 1.0,
+            "market.sourced_per_vacancy": 0.0,
+        },
+        n=30_000,
+    )
+    st.employed[:] = np.arange(len(pop)) % 3 == 0
+    market = _market(pop, 50)
+    cand = dyn.search_and_apply(
+        scn,
+        10,
+        pop,
+        st,
+        market,
+        _no_looks(len(pop)),
+        np.random.default_rng(11),
+        np.random.default_rng(12),
+    )
+    assert cand.n_sourced == cand.n_feed == 0 and cand.n_applications == len(cand.learner)
+    # in-domain only: every application goes to an open slot of the learner's own segment
+    seg = market.learner_segment[cand.learner]
+    assert (market.segment_of_slot(cand.vacancy) == seg).all()
+    assert (cand.vacancy >= market.slot_start[seg]).all()
+    assert (cand.vacancy < market.slot_start[seg + 1]).all()
+    status = dyn.search_status(st.employed, pop.attached)
+    sent = np.bincount(status[cand.learner], minlength=3)
+    for s, rate in rates.items():
+        expected = rate * (status == s).sum()
+        assert expected > 500, s
+        assert abs(sent[s] - expected) < 4 * np.sqrt(expected), (s, sent[s], expected)
+    # vacancies within a segment are chosen uniformly
+    counts = np.bincount(cand.vacancy - market.slot_start[seg], minlength=50)
+    assert chisquare(counts).pvalue > 1e-4
+
+
+def test_applications_outside_the_domain_stay_in_the_country_group():
     scn, pop, st = _world(
         {
             "market.applications_unemployed": 2.0,
-            "market.applications_employed": 0.0,
-            "market.in_domain_application_share": 1.0,
+            "market.applications_marginal": 2.0,
+            "market.in_domain_application_share": 0.0,
             "market.sourced_per_vacancy": 0.0,
         },
         n=20_000,
     )
-    st.employed[:] = np.arange(len(pop)) % 2 == 0
-    market = _market(scn, pop, 50, domain=0)
-    seen = dyn.Seen(
-        np.zeros(len(pop), np.int32),
-        np.zeros(len(pop), np.int32),
-        np.empty(0, np.int64),
-        np.empty(0, np.int64),
-    )
+    st.employed[:] = False
+    market = _market(pop, 40)
     cand = dyn.search_and_apply(
-        scn, 10, pop, st, market, seen, np.random.default_rng(11), np.random.default_rng(12)
+        scn,
+        10,
+        pop,
+        st,
+        market,
+        _no_looks(len(pop)),
+        np.random.default_rng(21),
+        np.random.default_rng(22),
     )
-    assert cand.n_sourced == cand.n_feed == 0
-    assert not st.employed[cand.learner].any()  # the employed send none
-    assert (pop.domain[cand.learner] == 0).all()  # in-domain only, and vacancies are in 0
-    assert ((cand.vacancy >= 0) & (cand.vacancy < 50)).all()
-    n_searching = int(((~st.employed) & (pop.domain == 0)).sum())
-    assert abs(cand.n_applications - 2.0 * n_searching) < 4 * np.sqrt(2.0 * n_searching)
+    target = market.segment_of_slot(cand.vacancy)
+    own = market.learner_segment[cand.learner].astype(np.int64)
+    assert len(target) > 10_000
+    assert (target % 2 == own % 2).all()  # the learner's country group
+    assert (target // 2 != own // 2).all()  # another domain
+    shift = (target // 2 - own // 2) % 4
+    share = np.bincount(shift, minlength=4)[1:] / len(shift)
+    np.testing.assert_allclose(share, 1 / 3, atol=0.02)  # the other domains, evenly
 
 
-def test_a_search_pause_makes_the_recently_hired_unavailable():
-    scn, _, st = _world({"market.search_pause_weeks": 10.0})
-    st.employed[:3] = True
-    st.last_hire_week[:3] = [2, 12, dyn.NO_WEEK]  # 12, 2 and never weeks ago
-    avail = dyn.searching(scn, 14, st)
-    assert avail[:3].tolist() == [True, False, True]
-    assert dyn.searching(small_scenario(N), 14, st) is None  # no pause: everyone
+def _found_per_weight(found: np.ndarray, w: np.ndarray, shared: np.ndarray) -> float:
+    """How often recruiters found sharers per unit of activity, relative to non-sharers."""
+    k = np.bincount(found, minlength=len(w))
+    return (k[shared].sum() / w[shared].sum()) / (k[~shared].sum() / w[~shared].sum())
+
+
+def test_recruiters_find_learners_in_proportion_to_their_search_weight():
+    """With a stock of S vacancies in a segment, sourced_per_vacancy r and background
+    weight three times the learners', recruiters find learners S * r / 4 times a week; a
+    shared credential weighs (1 + search_boost) times as much (visibility on only)."""
+    scn, pop, st = _world(
+        {
+            "market.applications_employed": 0.0,
+            "market.applications_unemployed": 0.0,
+            "market.applications_marginal": 0.0,
+            "market.sourced_per_vacancy": 2.0,
+            "visibility.search_boost": 3.0,
+            "visibility.recruiter_view_prob": 1.0,
+        },
+        n=20_000,
+    )
+    st.shared[::2] = True
+    market = _market(pop, 1_000)
+    w = pop.activity.astype(float)
+    seg_w = np.bincount(market.learner_segment, weights=w * (1 + 3.0 * st.shared), minlength=8)
+    market.bg_search_weight = 3.0 * seg_w
+
+    def sourced(scenario, state):
+        return dyn.search_and_apply(
+            scenario,
+            10,
+            pop,
+            state,
+            market,
+            _no_looks(len(pop)),
+            np.random.default_rng(31),
+            np.random.default_rng(32),
+        )
+
+    cand = sourced(scn, st)
+    assert cand.n_applications == cand.n_feed == 0
+    assert (market.segment_of_slot(cand.vacancy) == market.learner_segment[cand.learner]).all()
+    expected = (market.stock * 2.0 / 4.0).sum()
+    assert abs(cand.n_sourced - expected) < 4 * np.sqrt(expected), (cand.n_sourced, expected)
+    assert 3.4 < _found_per_weight(cand.learner, w, st.shared) < 4.6  # 1 + search_boost
+    # a recruiter opens every shared credential it finds (view probability 1), no other
+    np.testing.assert_array_equal(
+        np.sort(cand.sourced_views), np.sort(cand.learner[st.shared[cand.learner]])
+    )
+    assert st.views.sum() == len(cand.sourced_views)
+    # visibility off: no boost
+    off = sourced(scn.with_overrides({"visibility.enabled": False}), copy.deepcopy(st))
+    assert 0.85 < _found_per_weight(off.learner, w, st.shared) < 1.15
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_an_employer_who_looked_considers_the_learner_for_one_of_its_vacancies(enabled):
+    scn, pop, st = _world(
+        {
+            "market.applications_employed": 0.0,
+            "market.applications_unemployed": 0.0,
+            "market.applications_marginal": 0.0,
+            "market.sourced_per_vacancy": 0.0,
+            "visibility.enabled": enabled,
+        }
+    )
+    market = _market(pop, 30)
+    seen = _no_looks(len(pop))
+    seen.look_employer = np.array([3, 5, 3])
+    seen.look_learner = np.array([7, 8, 9])
+    cand = dyn.search_and_apply(
+        scn, 10, pop, st, market, seen, np.random.default_rng(1), np.random.default_rng(2)
+    )
+    if not enabled:
+        assert cand.n_feed == len(cand.learner) == 0
+        return
+    assert cand.n_feed == 3 and cand.learner.tolist() == [7, 8, 9]
+    np.testing.assert_array_equal(market.employer_of(cand.vacancy), [3, 5, 3])
+
+
+def test_a_learner_whose_search_differs_shifts_no_other_learners_applications():
+    """Common random numbers: each application's target is a hash of (week key, learner,
+    its number), so in two worlds that differ in a few learners' search status (hence in
+    their number of applications) every other learner applies to the same vacancies."""
+    scn, pop, st = _world(
+        {
+            "market.applications_employed": 0.2,
+            "market.applications_unemployed": 4.0,
+            "market.applications_marginal": 1.0,
+            "market.in_domain_application_share": 0.7,
+        },
+        n=10_000,
+    )
+    market = _market(pop, 200)
+    other = copy.deepcopy(st)
+    flipped = np.array([5, 1_234, 7_777])  # found a job in one world, not the other
+    other.employed[flipped] = ~st.employed[flipped]
+
+    def applications(state):
+        cand = dyn.search_and_apply(
+            scn,
+            30,
+            pop,
+            state,
+            market,
+            _no_looks(len(pop)),
+            np.random.default_rng(41),
+            np.random.default_rng(42),
+        )
+        k = cand.n_applications
+        return cand.learner[:k], cand.vacancy[:k]
+
+    (la, va), (lb, vb) = applications(st), applications(other)
+    keep_a, keep_b = ~np.isin(la, flipped), ~np.isin(lb, flipped)
+    assert keep_a.sum() > 5_000
+    np.testing.assert_array_equal(la[keep_a], lb[keep_b])
+    np.testing.assert_array_equal(va[keep_a], vb[keep_b])
+    # the flipped learners' own applications did change (the worlds do differ)
+    assert (~keep_a).sum() != (~keep_b).sum() or (va[~keep_a] != vb[~keep_b]).any()
 
 
 def test_poisson_by_inversion_is_poisson_and_uses_one_uniform_per_draw():
@@ -240,54 +444,185 @@ def test_poisson_by_inversion_is_poisson_and_uses_one_uniform_per_draw():
 # ---- phase 4: screening and hiring ----------------------------------------------------------
 
 
-def test_beliefs_are_normal_normal_updates_on_a_shared_credential():
-    scn, pop, _ = _world({"signal.credibility": 0.5})
+def test_posterior_mean_follows_the_channel_switches_and_credibility():
+    """Signal off: the record's prior mean. Credibility 0: a visible credential tells
+    only that the course was completed (prior + course_skill_gain). Credibility 1: the
+    normal-normal posterior with the signal's true precision."""
+    gain = 0.4
+    scn, pop, _ = _world({"signal.course_skill_gain": gain})
     shared = np.zeros(N, bool)
     shared[::2] = True
     idx = np.arange(N)
-    post = dyn.posterior_mean(scn, idx, pop, shared)
-    tp = pop.prior_precision.astype(float)
-    tc = 0.5 * pop.signal_precision.astype(float)
-    expect = (tp * pop.prior_mean + tc * pop.signal) / (tp + tc)
-    np.testing.assert_allclose(post[shared], expect[shared], rtol=1e-5)
-    np.testing.assert_allclose(post[~shared], pop.prior_mean[~shared], rtol=1e-6)
-    off = small_scenario(N, {"signal.credibility": 0.0})
-    np.testing.assert_allclose(dyn.posterior_mean(off, idx, pop, shared), pop.prior_mean)
+    mu = pop.prior_mean.astype(float)
+    tp, sp, s = (pop.prior_precision.astype(float), pop.signal_precision.astype(float), pop.signal)
 
+    def post(**over):
+        keys = {f"signal.{k}": v for k, v in over.items()}
+        return dyn.posterior_mean(scn.with_overrides(keys), idx, pop, shared)
 
-def test_the_best_candidate_above_the_bar_is_hired_once():
-    scn = small_scenario(
-        N,
-        {"market.fit_noise_sd": 0.0, "market.background_applicants": 0.0, "market.hiring_bar": 0.5},
+    off = post(enabled=False)
+    np.testing.assert_allclose(off, mu, rtol=1e-6)  # shared or not
+    news = post(credibility=0.0)
+    np.testing.assert_allclose(news[shared], mu[shared] + gain, rtol=1e-6)
+    np.testing.assert_allclose(news[~shared], mu[~shared], rtol=1e-6)
+    bayes = post(credibility=1.0)
+    expect = (tp * (mu + gain) + sp * s) / (tp + sp)
+    np.testing.assert_allclose(bayes[shared], expect[shared], rtol=1e-5)
+    np.testing.assert_allclose(bayes[~shared], mu[~shared], rtol=1e-6)
+    over = post(credibility=3.0)  # over-reading: the weight is 3 x the true precision
+    expect = (tp * (mu + gain) + 3 * sp * s) / (tp + 3 * sp)
+    np.testing.assert_allclose(over[shared], expect[shared], rtol=1e-5)
+    # by hand: prior 0 with precision 1, signal 2 with precision 1, gain 0.4
+    one = pop.take(np.arange(1))
+    one.prior_mean[:], one.prior_precision[:], one.signal[:], one.signal_precision[:] = 0, 1, 2, 1
+    got = dyn.posterior_mean(scn, np.array([0]), one, np.array([True]))
+    assert got[0] == pytest.approx((0.4 + 2.0) / 2)
+    # a subset of learners gets the same beliefs as in the whole population
+    np.testing.assert_allclose(
+        dyn.posterior_mean(scn.with_overrides({"signal.credibility": 1.0}), idx[1::3], pop, shared),
+        bayes[1::3],
     )
+
+
+def _screen_scn(**extra):
+    """Screening with no fit noise and no background competition unless ``extra`` says."""
+    return small_scenario(N, {"market.fit_noise_sd": 0.0, "market.hiring_bar": 0.5, **extra})
+
+
+def test_the_best_candidate_above_the_bar_gets_the_offer():
+    scn = _screen_scn()
     # vacancy 0: learners 1 (0.9) and 2 (0.7); vacancy 1: learner 1 (0.9) again and 3 (0.2);
     # vacancy 2: learner 3 only (below the bar)
     vac = np.array([0, 0, 1, 1, 2])
     lrn = np.array([1, 2, 1, 3, 3])
     belief = np.array([0.9, 0.7, 0.9, 0.2, 0.2])
-    hires = dyn.choose(scn, vac, lrn, belief, 3, np.random.default_rng(0))
-    # learner 1 is best at both 0 and 1 and takes one offer; the other vacancy stays open
-    assert hires.learner.tolist() == [1]
-    assert len(hires.vacancy) == 1 and hires.vacancy[0] in (0, 1)
-    assert hires.background.size == 0
-    filled = hires.filled(3)
-    assert filled.sum() == 1 and not filled[2]
+    starts, offer, bg, score = dyn.choose(
+        scn, vac, lrn, belief, np.zeros(len(vac)), np.random.default_rng(0)
+    )
+    assert starts.tolist() == [0, 2, 4]
+    assert offer.tolist() == [0, 2, -1]  # the pair offered each vacancy, none at 2
+    assert not bg.any()  # no background applicant
+    np.testing.assert_allclose(score, belief)  # no fit noise
 
 
 def test_a_better_background_applicant_takes_the_vacancy():
-    scn = small_scenario(
-        N,
-        {
-            "market.fit_noise_sd": 0.0,
-            "market.background_applicants": 500.0,
-            "market.background_skill_mean": 3.0,
-            "market.hiring_bar": 0.0,
-        },
+    scn = _screen_scn(**{"market.background_skill_mean": 3.0, "market.hiring_bar": 0.0})
+    one = (np.array([0]), np.array([7]), np.array([0.5]))
+    _, offer, bg, _ = dyn.choose(scn, *one, np.array([500.0]), np.random.default_rng(0))
+    assert offer.tolist() == [-1] and bg.tolist() == [True]
+    # nobody above the bar and no background applicant: the vacancy stays open
+    scn = _screen_scn(**{"market.hiring_bar": 1.0})
+    _, offer, bg, _ = dyn.choose(scn, *one, np.array([0.0]), np.random.default_rng(0))
+    assert offer.tolist() == [-1] and bg.tolist() == [False]
+
+
+def test_the_background_competitor_is_the_best_of_poisson_applicants():
+    """A learner scoring b against Poisson(a) background applicants of scores N(0, 1):
+    it wins with probability exp(-a (1 - Phi(b))) (no background score above b), and
+    the background fills the vacancy otherwise (every such score clears a bar below b)."""
+    from scipy.stats import norm
+
+    n, a, b = 40_000, 2.0, 1.5
+    scn = _screen_scn(**{"market.hiring_bar": 1.0})
+    vac = np.arange(n)
+    _, offer, bg, _ = dyn.choose(
+        scn, vac, vac, np.full(n, b), np.full(n, a), np.random.default_rng(4)
     )
-    hires = dyn.choose(
-        scn, np.array([0]), np.array([7]), np.array([0.5]), 1, np.random.default_rng(0)
+    p = np.exp(-a * norm.sf(b))
+    won = (offer >= 0).mean()
+    assert abs(won - p) < 4 * np.sqrt(p * (1 - p) / n), (won, p)
+    np.testing.assert_array_equal(bg, offer < 0)
+    # a learner below the bar never wins; the background fills at 1 - exp(-a (1 - Phi(bar)))
+    _, offer, bg, _ = dyn.choose(
+        scn, vac, vac, np.full(n, 0.0), np.full(n, a), np.random.default_rng(5)
     )
-    assert hires.learner.size == 0 and hires.background.tolist() == [0]
+    assert (offer < 0).all()
+    p = 1 - np.exp(-a * norm.sf(1.0))
+    assert abs(bg.mean() - p) < 4 * np.sqrt(p * (1 - p) / n), (bg.mean(), p)
+
+
+def _hire_world(n=N, **extra):
+    """Screening where every candidate gets an offer: no fit noise, no background
+    applicants, a bar nobody misses."""
+    scn, pop, st = _world({"market.fit_noise_sd": 0.0, "market.hiring_bar": -10.0, **extra}, n=n)
+    return scn, pop, st, _market(pop, max(n, 10), bg_applicants=0.0)
+
+
+def _candidates(learner, vacancy) -> dyn.Candidates:
+    learner, vacancy = np.asarray(learner, np.int64), np.asarray(vacancy, np.int64)
+    return dyn.Candidates(vacancy, learner, len(learner), 0, 0, np.empty(0, np.int64))
+
+
+def test_an_employed_learner_takes_an_offer_only_up_the_ladder():
+    """Every candidate gets an offer. A non-employed learner takes it; an employed one
+    only if its match quality beats the current job's. The offer's match quality is the
+    same in any world (a hash of the week, learner and vacancy), so a world where nobody
+    is employed reveals it."""
+    scn, pop, st, market = _hire_world(n=3_000)
+    n = len(pop)
+    everyone = np.arange(n)
+    slots = _own_slots(market, everyone)
+    cand = _candidates(everyone, slots)
+
+    free = copy.deepcopy(st)
+    free.employed[:] = False
+    taken = dyn.screen_and_hire(scn, 30, pop, free, market, cand, np.random.default_rng(9))
+    assert taken.n_offers == n and len(taken.learner) == n  # the non-employed take any offer
+    q = free.match.astype(float)
+    assert ((q > 0) & (q < 1)).all()
+    np.testing.assert_array_equal(taken.status, np.where(pop.attached[taken.learner], 1, 2))
+    assert not taken.job_to_job.any()
+
+    # now a third are not employed, a third employed at the top rung, a third at random
+    group = everyone % 3
+    st.employed[:] = group > 0
+    old = np.where(group == 1, 1.0, np.random.default_rng(3).random(n)).astype(np.float32)
+    old[group == 0] = 0.0
+    st.match[:] = old
+    st.job_employer[:] = -1
+    hires = dyn.screen_and_hire(scn, 30, pop, st, market, cand, np.random.default_rng(9))
+    assert hires.n_offers == n
+    moved = np.zeros(n, bool)
+    moved[hires.learner] = True
+    np.testing.assert_array_equal(moved[group == 0], True)
+    np.testing.assert_array_equal(moved[group == 1], False)  # nothing beats the top rung
+    np.testing.assert_array_equal(moved[group == 2], q[group == 2] > old[group == 2])
+    assert 0 < moved[group == 2].sum() < (group == 2).sum()
+    np.testing.assert_allclose(st.match[moved], q[moved], rtol=1e-6)  # the new rung
+    np.testing.assert_array_equal(st.match[~moved], old[~moved])  # stayers keep theirs
+    assert (st.job_employer[~moved] == -1).all()
+    np.testing.assert_array_equal(hires.job_to_job, group[hires.learner] > 0)
+    assert st.employed.all()
+
+
+def test_a_learner_with_several_offers_takes_the_best_match():
+    """Learner L is offered two vacancies; it takes the one with the better match and the
+    other stays open. Each offer's match is read from a world where it is L's only one."""
+    scn, pop, st, market = _hire_world()
+    st.employed[:] = False
+    who = np.array([17, 17])
+    a = _own_slots(market, np.array([17]))[0]
+    b = a + 1  # the next slot of the same segment
+
+    def hire(vacancies):
+        state = copy.deepcopy(st)
+        h = dyn.screen_and_hire(
+            scn,
+            30,
+            pop,
+            state,
+            market,
+            _candidates(who[: len(vacancies)], vacancies),
+            np.random.default_rng(5),
+        )
+        return h, float(state.match[17])
+
+    both, m_both = hire([a, b])
+    (_, m_a), (_, m_b) = hire([a]), hire([b])
+    assert m_a != m_b
+    assert both.n_offers == 2 and both.learner.tolist() == [17]
+    assert m_both == max(m_a, m_b)
+    assert both.vacancy.tolist() == [a if m_a > m_b else b]
 
 
 def test_unique_pairs_drops_repeated_applications():
@@ -296,22 +631,23 @@ def test_unique_pairs_drops_repeated_applications():
 
 
 def test_hiring_starts_a_job_that_counts_after_the_minimum_delay():
-    scn, pop, st = _world(
-        {
-            "market.fit_noise_sd": 0.0,
-            "market.background_applicants": 0.0,
-            "market.hiring_bar": -10.0,
-            "calendar.new_job_min_weeks": 4,
-        }
+    scn, pop, st, market = _hire_world(
+        **{"calendar.new_job_min_weeks": 4, "market.in_scope_share": 1.0}
     )
-    market = _market(scn, pop, 2, in_scope=True)
     week = 27
     recent = np.flatnonzero(pop.grant_week == week - 1)[0]  # granted a week ago
     old = np.flatnonzero(pop.grant_week <= week - 4)[0]
-    cand = dyn.Candidates(np.array([0, 1]), np.array([recent, old]), 2, 0, 0, np.zeros(N, np.int32))
-    dyn.screen_and_hire(scn, week, pop, st, market, cand, np.random.default_rng(0))
-    assert st.employed[[recent, old]].all()
-    assert (st.last_hire_week[[recent, old]] == week).all()
+    both = np.array([recent, old])
+    st.employed[both] = False
+    slots = _own_slots(market, both)
+    hires = dyn.screen_and_hire(
+        scn, week, pop, st, market, _candidates(both, slots), np.random.default_rng(0)
+    )
+    assert sorted(hires.learner.tolist()) == sorted(both.tolist())
+    assert st.employed[both].all() and hires.in_scope.all()
+    assert (st.last_hire_week[both] == week).all() and (st.jobs_started[both] == 1).all()
+    np.testing.assert_array_equal(st.job_employer[both], market.employer_of(slots))
+    assert st.job_in_scope[both].all()
     assert st.first_job_week[recent] == dyn.NO_WEEK  # too soon after the grant
     assert st.first_job_week[old] == week and st.first_scope_job_week[old] == week
 
@@ -322,10 +658,10 @@ def test_hiring_starts_a_job_that_counts_after_the_minimum_delay():
 @pytest.mark.parametrize(("prob", "lag", "seen"), [(0.0, 0.0, False), (1.0, 0.0, True)])
 def test_new_jobs_are_reported_with_the_probability_and_lag(prob, lag, seen):
     scn, pop, st = _world({"market.report_prob": prob, "market.report_lag_weeks": lag})
-    market = _market(scn, pop, 1)
+    market = _market(pop, 10)
     old = np.flatnonzero(pop.grant_week <= 2)[:1]
-    hires = dyn.Hires(np.array([0]), old, np.empty(0, np.int64), 1)
-    dyn.report_new_jobs(scn, 10, pop, st, market, hires, np.random.default_rng(0))
+    hires = _hires(scn, market, old, _own_slots(market, old), st)
+    dyn.report_new_jobs(scn, 10, pop, st, hires, np.random.default_rng(0))
     assert (st.seen_job_week[old] == 10).all() == seen
 
 
@@ -333,49 +669,136 @@ def test_a_report_after_the_collection_date_is_not_seen():
     """A mean lag of 104 weeks, hired in the last week: a report comes in time with
     probability 1 - exp(-1/104), under 1%."""
     scn, pop, st = _world({"market.report_prob": 1.0, "market.report_lag_weeks": 104.0})
-    market = _market(scn, pop, 400)
+    market = _market(pop, 400)
     old = np.flatnonzero(pop.grant_week <= 2)[:400]
-    hires = dyn.Hires(np.arange(400), old, np.empty(0, np.int64), 400)
-    dyn.report_new_jobs(
-        scn, scn.calendar.n_weeks - 1, pop, st, market, hires, np.random.default_rng(0)
-    )
+    hires = _hires(scn, market, old, _own_slots(market, old), st)
+    dyn.report_new_jobs(scn, scn.calendar.n_weeks - 1, pop, st, hires, np.random.default_rng(0))
     assert (st.seen_job_week[old] != dyn.NO_WEEK).sum() <= 12
 
 
-def test_flows_end_jobs_expire_and_post_vacancies():
+def test_reports_of_a_learner_do_not_depend_on_who_else_was_hired():
+    """Report draws are a hash of the week's key and the learner (common random numbers)."""
+    scn, pop, st = _world({"market.report_prob": 0.5, "market.report_lag_weeks": 2.0})
+    market = _market(pop, 1_000)
+    old = np.flatnonzero(pop.grant_week <= 2)[:600]
+    few = copy.deepcopy(st)
+    dyn.report_new_jobs(
+        scn,
+        20,
+        pop,
+        st,
+        _hires(scn, market, old, _own_slots(market, old), st),
+        np.random.default_rng(8),
+    )
+    dyn.report_new_jobs(
+        scn,
+        20,
+        pop,
+        few,
+        _hires(scn, market, old[::3], _own_slots(market, old[::3]), few),
+        np.random.default_rng(8),
+    )
+    np.testing.assert_array_equal(st.seen_job_week[old[::3]], few.seen_job_week[old[::3]])
+    assert 0 < (st.seen_job_week[old] == 20).sum() < len(old)
+
+
+def test_flows_end_jobs_and_keep_the_vacancy_stock_steady():
     scn, pop, st = _world(
         {
             "market.separation_rate_per_year": 10.0,
-            "market.vacancy_duration_weeks": 1.0,
-            "market.vacancies_per_1000": 10.0,
+            "market.vacancy_duration_weeks": 2.0,
+            "market.vacancy_fill_share": 0.5,
         },
         n=40_000,
     )
     st.employed[:] = True
-    market = _market(scn, pop, 5)
-    hires = dyn.Hires(np.array([0]), np.array([7]), np.array([1]), 1)
+    st.match[:] = 0.5
+    market = _market(pop, 2_000)
+    hires = _hires(scn, market, [7], _own_slots(market, np.array([7])), st)
+    hires.n_touched = np.full(dyn.N_SEGMENTS, 1_000)  # vacancies with learner candidates
+    hires.background_touched = np.full(dyn.N_SEGMENTS, 300)  # of which the background filled
     flow = dyn.flows(scn, 3, st, market, hires, np.random.default_rng(0), np.random.default_rng(1))
-    assert st.employed[7]  # a job started this week does not end this week
+    # separations: each job held at the start of the week, with the weekly probability
+    assert st.employed[7] and 7 not in flow.separated  # started this week: does not end
     p = 1 - np.exp(-10 / 52)
     n = len(pop) - 1
-    assert abs(flow.separated.sum() - p * n) < 4 * np.sqrt(n * p * (1 - p))
-    assert not flow.separated[7]
-    assert (st.employed == ~flow.separated).all()
-    assert flow.n_expired == 3  # unfilled vacancies 2, 3, 4 expire; 0 and 1 were filled
-    new = market.vacancies
-    assert len(new) == flow.n_posted
-    assert (new.posted_week == 3).all()
-    np.testing.assert_array_equal(new.id, np.arange(5, 5 + flow.n_posted))
-    assert market.next_vacancy_id == 5 + flow.n_posted
+    assert abs(len(flow.separated) - p * n) < 4 * np.sqrt(n * p * (1 - p))
+    ended = np.zeros(len(pop), bool)
+    ended[flow.separated] = True
+    np.testing.assert_array_equal(st.employed, ~ended)
+    assert (st.match[ended] == 0).all() and (st.match[~ended] == 0.5).all()
+    # vacancies: untouched ones filled by the background at vacancy_fill_share / duration,
+    # plus those the background won against learners; the rest withdrawn at the same rate
+    p_fill = p_exp = 0.5 / 2.0
+    untouched = (market.stock - 1_000).sum()
+    bg = flow.n_filled_background - 300 * dyn.N_SEGMENTS
+    assert abs(bg - p_fill * untouched) < 4 * np.sqrt(untouched * p_fill * (1 - p_fill))
+    still = market.stock.sum() - flow.n_filled_background - 1
+    q = p_exp / (1 - p_fill)
+    assert abs(flow.n_expired - q * still) < 4 * np.sqrt(still * q * (1 - q))
+    # the stock is steady: what left is posted again
+    assert flow.n_posted == flow.n_filled_background + flow.n_expired + 1
 
 
-def test_vacancies_are_posted_in_their_employers_domain():
-    scn, pop, _ = _world({"market.vacancies_per_1000": 50.0})
-    employers = Employers(domain=np.array([0, 1, 2, 3], np.int8), size=np.array([1, 2, 3, 4.0]))
-    market = dyn.Market.open(scn, pop, employers, -8, np.random.default_rng(2))
-    v = market.vacancies
-    assert len(v) > 0 and (v.posted_week == -8).all()
-    np.testing.assert_array_equal(v.domain, employers.domain[v.employer])
-    # larger employers post more, in proportion to size
-    counts = np.bincount(v.employer, minlength=4)
-    assert counts[3] > counts[0]
+def test_the_market_opens_with_slots_laid_out_by_employer_size_within_segments():
+    scn, pop, _ = _world({"market.in_scope_share": 0.6}, n=20_000)
+    m = 24
+    employers = Employers(
+        domain=(np.arange(m) // 2 % 4).astype(np.int8),
+        size=np.linspace(0.2, 3.0, m),
+        developing=np.arange(m) % 2 == 1,
+    )
+    market = dyn.Market.open(scn, pop, employers, np.random.default_rng(2))
+    slots = np.arange(market.n_slots)
+    seg = market.segment_of_slot(slots)
+    np.testing.assert_array_equal(np.bincount(seg, minlength=dyn.N_SEGMENTS), market.stock)
+    owner = market.employer_of(slots)
+    # a slot belongs to an employer of its own segment, and each employer's block is its own
+    e_seg = dyn.segment_of(employers.domain, employers.developing)
+    np.testing.assert_array_equal(e_seg[owner], seg)
+    for e in range(m):
+        first, count = market.employer_slots[e]
+        np.testing.assert_array_equal(owner[first : first + count], e)
+        assert (owner == e).sum() == count
+    # larger employers hold more slots (the sizes grow with the index within a segment)
+    for g in range(dyn.N_SEGMENTS):
+        members = np.flatnonzero(e_seg == g)
+        counts = market.employer_slots[members, 1]
+        assert (np.diff(counts) >= 0).all() and counts[-1] > counts[0], (g, counts)
+    # the stock is what fills a vacancy from the background at the steady-state rate
+    p_fill, _ = dyn.vacancy_rates(scn)
+    per_vacancy_fill = 1 - np.exp(-market.bg_applicants * dyn.background_win_prob(scn))
+    np.testing.assert_allclose(per_vacancy_fill, p_fill, rtol=0.02)
+    # titles in scope at the scenario's share
+    assert abs(market.in_scope(scn, slots).mean() - 0.6) < 4 * np.sqrt(0.24 / len(slots))
+
+
+def test_the_vacancy_stock_grows_with_the_background_share():
+    """Background seekers send (1 - s) / s times the learners' applications: the stock
+    that fills at the steady-state rate scales with those odds."""
+    scn, pop, _ = _world(n=20_000)
+    employers = Employers(
+        domain=np.repeat(np.arange(4), 2).astype(np.int8),
+        size=np.ones(8),
+        developing=np.arange(8) % 2 == 1,
+    )
+
+    def stock(share):
+        s = scn.with_overrides({"market.learner_share": share})
+        return dyn.Market.open(s, pop, employers, np.random.default_rng(0)).stock
+
+    small, large = stock(0.05), stock(0.5)
+    odds = (0.95 / 0.05) / (0.5 / 0.5)
+    np.testing.assert_allclose(small / large, odds, rtol=0.05)
+
+
+def test_a_segment_without_its_own_employer_borrows_its_domains():
+    scn, pop, _ = _world()
+    employers = Employers(  # no developing-country employer at all
+        domain=np.arange(4).astype(np.int8), size=np.ones(4), developing=np.zeros(4, bool)
+    )
+    market = dyn.Market.open(scn, pop, employers, np.random.default_rng(0))
+    slots = np.arange(market.n_slots)
+    seg = market.segment_of_slot(slots)
+    np.testing.assert_array_equal(employers.domain[market.employer_of(slots)], seg // 2)
+    assert market.stock[1::2].sum() > 0  # developing segments still have vacancies

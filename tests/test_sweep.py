@@ -199,12 +199,12 @@ _BAD = {
     ),
     "unknown spec key": (("{ values =", "{ valuess ="), ["did you mean 'values'"]),
     "out of range": (
-        ("[0.3, 0.9]", "[0.3, 1.5]"),
-        ["signal.credibility", "allowed range [0, 1]", "got 1.5"],
+        ("[0.3, 0.9]", "[0.3, 25.5]"),
+        ["signal.credibility", "allowed range [0, 20]", "got 25.5"],
     ),
     "grid out of range": (
-        ("{ values = [0.3, 0.9] }", "{ grid = [0.5, 1.25, 4] }"),
-        ["signal.credibility", "allowed range [0, 1]", "got 1.25"],
+        ("{ values = [0.3, 0.9] }", "{ grid = [0.5, 20.25, 4] }"),
+        ["signal.credibility", "allowed range [0, 20]", "got 20.25"],
     ),
     "override out of range": (
         ("= 2000", "= 100"),

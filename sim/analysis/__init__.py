@@ -12,8 +12,9 @@ conclusion of its sweep (``credsim sweep experiments/sweeps/<name>.toml``):
   by employability tertile (who gains), with 95% intervals (:mod:`~sim.analysis.curves`);
 - :mod:`~sim.analysis.everyone_nudged`: what the 50/50 study predicts at scale versus
   the total effect of nudging everyone (from the twins), and the implied crowding out;
-  ``everyone_nudged_pause`` is the same in a market where a hired learner stops
-  searching for 26 weeks;
+  ``everyone_nudged_pause`` is the same in a market where employed learners send no
+  applications (no active on-the-job search; the file keeps the name of the 26-week
+  search pause it replaced, which the open market no longer has);
 - :mod:`~sim.analysis.channels`: the new-job effect with visibility and signal each on
   or off.
 

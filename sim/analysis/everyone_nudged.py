@@ -1,11 +1,11 @@
 """Everyone nudged (``experiments/sweeps/everyone_nudged.toml``) and its variant in a
-market with a search pause after a hire (``everyone_nudged_pause.toml``).
+market without active on-the-job search (``everyone_nudged_pause.toml``).
 
 What the 50/50 study predicts at scale (its ITT times every learner) against the total
 effect of nudging everyone at once (from the twins of the all-nudged runs), and the
 implied crowding out: the share of the predicted gain that does not materialise because
 nudged learners compete with each other for the same vacancies. Both sweeps share this
-analysis (the pause variant only changes the market).
+analysis (the variant only changes the market).
 """
 
 from __future__ import annotations
