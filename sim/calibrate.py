@@ -200,9 +200,10 @@ PREDICTIONS: tuple[MomentTarget, ...] = paper_moments(
 FD_STEP = 0.05
 #: scipy ``ftol``: stop when a step lowers ``r'r`` by less than this fraction of it.
 FTOL = 1e-3
-#: scipy ``xtol``: stop when a step is shorter than ~1% of the point's norm in unit-range
-#: space (about 1% of a range: below the resolution of a 5% finite-difference step).
-XTOL = 1e-2
+#: scipy ``xtol``: stop when a step is shorter than 0.2% of the point's norm in unit-range
+#: space (a tenth of a range's width would be coarse for a parameter near the low end of a
+#: wide range, such as the search boost in [0, 30]).
+XTOL = 2e-3
 #: scipy ``gtol``: stop when the scaled gradient of ``r'r / 2`` (in SE units per range
 #: width) is below this (the first-order condition, met exactly by a perfect fit).
 GTOL = 1e-4
@@ -903,7 +904,9 @@ def provenance_toml(
     opt = result["optimizer"]
     ident, over = result["identification"], result["overidentification"]
     provenance = {
-        "command": f"credsim calibrate --base {base_path}",
+        "command": (
+            f"credsim calibrate --base {base_path} --seed {seed} --seeds {len(result['seeds'])}"
+        ),
         "base_scenario": base_path,
         "seed": seed,
         "commit": commit,

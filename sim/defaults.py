@@ -47,12 +47,13 @@ CALIBRATE_SEED = 20260101
 CALIBRATE_DIR = Path("results") / "calibration"
 #: The calibrated scenario it writes.
 CALIBRATE_SCENARIO_OUT = Path(__file__).resolve().parent / "scenarios" / "paper.toml"
-#: Levenberg-Marquardt steps of the market block.
+#: Evaluations of the market block (scipy least_squares' max_nfev).
 CALIBRATE_MAX_ITERATIONS = 16
-#: Twin runs (seeds) averaged per evaluation.
-CALIBRATE_SEEDS = 2
+#: Twin runs (seeds) averaged per evaluation: one full-scale world (37,000 matched
+#: learners, common random numbers); the standard errors add the simulation noise.
+CALIBRATE_SEEDS = 1
 #: Minutes after which it stops stepping and keeps the best point.
-CALIBRATE_MAX_MINUTES = 50.0
+CALIBRATE_MAX_MINUTES = 55.0
 
 # ---- credsim sweep ----------------------------------------------------------------------
 
