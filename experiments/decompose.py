@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=2, help="worker processes (default: 2)")
     p.add_argument("--out", type=Path, default=OUT, help=f"CSV to write (default: {OUT.name})")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("sim").setLevel(logging.INFO)  # progress, not Mesa's every step
     seeds = [int(s) for s in args.seeds.split(",")]
     table = decompose(load(args.scenario), seeds, workers=args.workers)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -200,10 +200,10 @@ PREDICTIONS: tuple[MomentTarget, ...] = paper_moments(
 FD_STEP = 0.05
 #: scipy ``ftol``: stop when a step lowers ``r'r`` by less than this fraction of it.
 FTOL = 1e-3
-#: scipy ``xtol``: stop when a step is shorter than 0.2% of the point's norm in unit-range
-#: space (a tenth of a range's width would be coarse for a parameter near the low end of a
-#: wide range, such as the search boost in [0, 30]).
-XTOL = 2e-3
+#: scipy ``xtol``: stop when a step is shorter than ~1% of the point's norm in unit-range
+#: space (about 1% of a range: below the resolution of a 5% finite-difference step). Coarse
+#: for a parameter near the low end of a wide range (the search boost in [0, 30]).
+XTOL = 1e-2
 #: scipy ``gtol``: stop when the scaled gradient of ``r'r / 2`` (in SE units per range
 #: width) is below this (the first-order condition, met exactly by a perfect fit).
 GTOL = 1e-4

@@ -77,7 +77,7 @@ def decompose(scenario: Scenario, seeds: list[int], workers: int = 2) -> pd.Data
     table = mean.assign(sd_across_worlds=sd).reset_index()
     wide = table.pivot(index="variant", columns="id", values="true_effect")
     extra = []
-    for oid in wide.columns:
+    for oid in wide.columns.drop("shared", errors="ignore"):  # sharing has no channel
         full = wide.loc["all channels", oid]
         content = wide.loc["signal only", oid] - wide.loc["completion news", oid]
         inter = full - wide.loc["visibility only", oid] - wide.loc["signal only", oid]
