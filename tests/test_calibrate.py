@@ -202,7 +202,9 @@ def test_hansen_j_with_more_moments_than_parameters(tmp_path, fakes, params):
         tmp_path, fakes, fakes.linear_moments, params, targets, predictions=predictions
     )
     over = res["overidentification"]
-    assert over["df"] == len(ids) - len(params) and over["j_stat"] == pytest.approx(res["objective"])
+    assert over["df"] == len(ids) - len(params) and over["j_stat"] == pytest.approx(
+        res["objective"]
+    )
     assert over["j_stat"] > 0.5 and 0 < over["p_value"] < 1
     assert any("over-identification: J =" in m for m in lines)
 
