@@ -593,7 +593,9 @@ def search_and_apply(
     first = np.cumsum(n_app, dtype=np.int64) - n_app
     nth = np.arange(k, dtype=np.int64) - np.repeat(first, n_app)
     app_key = app_learner.astype(np.uint64) * np.uint64(1 << 16) + nth.astype(np.uint64)
-    keys = rng_apply.integers(0, 2**63, size=2, dtype=np.uint64)
+    # keys of the week's hashes, drawn before any draw whose count depends on the state:
+    # the application targets (2) and the match qualities (1), the same in twin worlds
+    keys = rng_apply.integers(0, 2**63, size=3, dtype=np.uint64)
     u_dom = hashed_uniform(keys[0], app_key)
     u_slot = hashed_uniform(keys[1], app_key)
     target = seg[app_learner].astype(np.int64)
@@ -647,7 +649,7 @@ def search_and_apply(
 
     # directed on-the-job search: an employed learner sees a vacancy's match before it
     # applies or answers a recruiter, and only a better match is worth it
-    key = rng_source.integers(0, 2**63, dtype=np.uint64)
+    key = keys[2]
     groups = []
     for v, lrn in ((app_vac, app_learner), (src_vac, src_learner), (feed_vac, feed_learner)):
         keep = _worth_moving(key, state, v, lrn)

@@ -633,6 +633,9 @@ def test_one_learners_treatment_shifts_no_other_learners_applications(monkeypatc
         cand = real(scn_, week, pop, state, market, seen, rng_apply, rng_source)
         k = cand.n_applications
         status = dyn.search_status(state.employed, pop.attached)
+        # directed on-the-job search: an employed learner's candidacies also depend on
+        # its current match, so "the same search" means the same status and match
+        status = status.astype(np.float64) + state.match.astype(np.float64)
         log.setdefault(week, []).append((status, cand.learner[:k], cand.vacancy[:k]))
         return cand
 

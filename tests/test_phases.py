@@ -29,6 +29,9 @@ def _world(overrides=None, n=N, seed=1):
     scn = small_scenario(n, overrides)
     pop = draw_learners(scn, np.random.default_rng(seed))
     state = dyn.LearnerState.initial(pop, np.full(n, -1, np.int16))
+    # employed learners at the bottom rung consider every vacancy (directed on-the-job
+    # search has its own test), so counts follow the Poisson rates alone
+    state.match[:] = 0.0
     return scn, pop, state
 
 
@@ -802,3 +805,19 @@ def test_a_segment_without_its_own_employer_borrows_its_domains():
     seg = market.segment_of_slot(slots)
     np.testing.assert_array_equal(employers.domain[market.employer_of(slots)], seg // 2)
     assert market.stock[1::2].sum() > 0  # developing segments still have vacancies
+
+
+def test_employed_learners_are_candidates_only_for_better_matches():
+    """Directed on-the-job search: an employed learner at rung m keeps about 1 - m of its
+    candidacies, each with a match above m; a non-employed learner keeps them all."""
+    _, pop, st = _world()
+    st.match[:] = np.where(st.employed, 0.7, 0.0).astype(np.float32)
+    key = np.uint64(12345)
+    learner = np.repeat(np.arange(len(pop), dtype=np.int64), 20)
+    vacancy = np.tile(np.arange(20, dtype=np.int64), len(pop))
+    keep = dyn._worth_moving(key, st, vacancy, learner)
+    emp = st.employed[learner]
+    assert keep[~emp].all()
+    q = dyn.match_quality(key, vacancy[emp], learner[emp])
+    np.testing.assert_array_equal(keep[emp], q > 0.7)
+    assert abs(keep[emp].mean() - 0.3) < 0.02

@@ -370,7 +370,12 @@ def test_calibration_replays_evaluations_from_the_store(tmp_path):
     def fake(task):
         calls.append((task.overrides["market.sourced_per_vacancy"], task.replication))
         v = task.overrides["market.sourced_per_vacancy"] + task.replication
-        ids = [m.removesuffix(".control") for m, _, _ in cal.moment_targets()[::2]]
+        ids = sorted(
+            {
+                m.rsplit(".", 1)[0] if m.endswith((".control", ".itt")) else m
+                for m, _, _ in cal.moment_targets()
+            }
+        )
         return pd.DataFrame({"id": ids, "control_mean": v, "true_effect": v, "n": 10})
 
     def calibration(seed: int = 1) -> cal.Calibration:
