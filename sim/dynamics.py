@@ -75,9 +75,11 @@ Other choices MODEL.md leaves open, written down here:
   still counted (they measure exposure, not hiring). Signal off means employers never
   read the credential (neither the fact of completion nor its content); credibility 0
   keeps the news of completion and drops the content.
-* Common random numbers: draws that concern single applications, candidacies, offers
-  and reports are hashes of (week key, learner, vacancy) (:func:`hashed_uniform`), so
-  twin worlds agree on them wherever their candidates agree.
+* Common random numbers: the draws of single applications, fits, match qualities,
+  background competition and reports are hashes of (week key, learner, vacancy)
+  (:func:`hashed_uniform`), so twin worlds agree on them wherever their candidates agree.
+  Recruiter search is not hashed: a shared credential changes the search weights, and
+  with them which learners are found.
 """
 
 from __future__ import annotations
