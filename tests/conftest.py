@@ -229,7 +229,8 @@ class Cluster:
 def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A Dask scheduler and two single-thread workers on 127.0.0.1, for the session (the
     sweep and the reproduce tests share it)."""
-    distributed = pytest.importorskip("distributed")
+    import distributed  # a declared dependency (dask[distributed]): never skipped
+
     cluster = Cluster(tmp_path_factory.mktemp("dask"), helper_env())
     try:
         cluster.start_scheduler()

@@ -20,21 +20,6 @@ IDS = [p.stem for p in FILES]
 SCHEMA_KEYS = {f"{s}.{k}" for s, body in Scenario().to_dict().items() for k in body}
 #: The parameters `credsim calibrate` fits.
 FREE = {p.key: p for p in (*calibrate.SHARING_PARAMS, *calibrate.MARKET_PARAMS)}
-#: paper.toml is the output of `credsim calibrate` (with its [provenance]); after a change
-#: of the model it is provisional (no provenance, the schema's defaults) until the
-#: calibration is rerun, and what only the calibration can make true is expected to fail.
-PAPER_PROVISIONAL = "provenance" not in tomllib.loads(
-    (SCENARIO_DIR / "paper.toml").read_text(encoding="utf-8")
-)
-needs_calibration = pytest.mark.xfail(
-    PAPER_PROVISIONAL,
-    strict=True,  # passing while paper.toml is provisional would mean the check broke
-    reason="paper.toml is provisional until `credsim calibrate` is rerun for the open market",
-)
-#: The scenario files, with paper.toml's calibration-only checks marked.
-CALIBRATED_FILES = [
-    pytest.param(p, id=p.stem, marks=needs_calibration if p.stem == "paper" else ()) for p in FILES
-]
 
 
 def _written(path) -> dict[str, object]:
@@ -58,7 +43,7 @@ def test_the_scenario_folder_has_the_study_scenarios():
     assert set(scenarios.names()) >= set(IDS)
 
 
-@pytest.mark.parametrize("path", CALIBRATED_FILES)
+@pytest.mark.parametrize("path", FILES)
 def test_scenario_file_loads_and_resolves_to_a_complete_scenario(path):
     scn = Scenario.from_toml(path)
     assert scn.meta.name == path.stem
@@ -68,7 +53,7 @@ def test_scenario_file_loads_and_resolves_to_a_complete_scenario(path):
     assert Scenario.from_dict(resolved) == scn
 
 
-@pytest.mark.parametrize("path", CALIBRATED_FILES)
+@pytest.mark.parametrize("path", FILES)
 def test_calibrated_numbers_are_written_in_paper_toml_only(path):
     written = _written(path)
     if path.stem == "paper":  # the calibration's output: every key explicit
@@ -114,7 +99,6 @@ def test_schema_defaults_of_calibrated_parameters_are_round_starting_values():
     )
 
 
-@needs_calibration
 def test_the_calibration_fits_the_calibrated_parameters_and_paper_toml_holds_the_fits():
     """`credsim calibrate` fits exactly the fields the schema marks calibrated, starting
     inside its search ranges, and paper.toml holds fitted values, not the starts."""
