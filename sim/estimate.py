@@ -105,6 +105,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
+from sim.runner.tasks import ESTIMATE_COLUMNS
+
 __all__ = [
     "DEFAULT_COVARIATES",
     "DEFAULT_FEATURES",
@@ -172,19 +174,8 @@ STUDY_IDS: tuple[str, ...] = (
     "late_new_job_high",
     "any_view",
 )
-STUDY_COLUMNS: tuple[str, ...] = (
-    "id",
-    "outcome",
-    "group",
-    "estimator",
-    "effect",
-    "se",
-    "n",
-    "control_mean",
-    "rel",
-    "rel_se",
-    "first_stage_f",
-)
+#: Columns of :func:`study_estimates`: the study rows' columns without the true effect.
+STUDY_COLUMNS: tuple[str, ...] = tuple(c for c in ESTIMATE_COLUMNS if c != "true_effect")
 
 _Z95 = 1.959963984540054  # 97.5 % normal quantile
 _RANK_TOL = 1e-9  # relative residual variance below which a column is collinear

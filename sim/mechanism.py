@@ -34,7 +34,7 @@ import pandas as pd
 
 from sim.params import Scenario
 
-__all__ = ["VARIANTS", "decompose"]
+__all__ = ["VARIANTS", "decompose", "share_of_effect"]
 
 log = logging.getLogger(__name__)
 

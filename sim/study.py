@@ -41,6 +41,7 @@ import pandas as pd
 from sim.model import CredentialMarket, RunResult
 from sim.params import Scenario
 from sim.population import Learners, stratified_assignment
+from sim.runner.tasks import ESTIMATE_COLUMNS as _ESTIMATE_COLUMNS
 
 __all__ = [
     "ESTIMATE_COLUMNS",
@@ -61,21 +62,9 @@ __all__ = [
 #: Study outcomes measured on the matched sample (0/1 per learner).
 OUTCOMES = ("shared", "new_job", "new_job_in_scope")
 
-#: Columns of :meth:`StudyResult.rows`: the estimators' columns, then the true effect.
-ESTIMATE_COLUMNS = (
-    "id",
-    "outcome",
-    "group",
-    "estimator",
-    "effect",
-    "se",
-    "n",
-    "control_mean",
-    "rel",
-    "rel_se",
-    "first_stage_f",
-    "true_effect",
-)
+#: Columns of :meth:`StudyResult.rows`: the estimators' columns, then the true effect
+#: (written once, in the runner's light module: tasks store these rows).
+ESTIMATE_COLUMNS = _ESTIMATE_COLUMNS
 
 _TRAITS = [
     "learner",
