@@ -176,8 +176,8 @@ HELD_PARAMS: tuple[str, ...] = ()
 
 #: The moments the market block matches: the paper's control means and effects (with
 #: their published SEs) and the outside flow moments (with their tolerances and sources,
-#: :data:`sim.targets.FLOW_TARGETS`). Nine moments, eight parameters: one
-#: over-identifying restriction (Hansen's J). The tertile effects are not here.
+#: :data:`sim.targets.FLOW_TARGETS`). Eleven moments, eight parameters: three
+#: over-identifying restrictions (Hansen's J). The tertile effects are not here.
 MOMENT_TARGETS: tuple[MomentTarget, ...] = (
     *paper_moments("new_job", "new_job_in_scope", "any_view"),
     *flow_moments(),

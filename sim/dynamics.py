@@ -37,8 +37,10 @@ The market (MODEL.md, "The market must be believable")
   :mod:`sim.population`). Recruiters also find passive candidates, employed or not.
 * **A job ladder.** Every offer carries a match quality ``q ~ U(0, 1)``; an employed
   learner takes an offer only if ``q`` beats its current job's, so job-to-job moves have
-  a reason and slow down as a worker climbs. Jobs end in non-employment at
-  ``separation_rate_per_year``.
+  a reason and slow down as a worker climbs. A new hire does not search for its first
+  ``settling_in_weeks`` (the hazard of a new job ending rises over its first months), so
+  a fresh hire's low rung does not turn into a second move within weeks. Jobs end in
+  non-employment at ``separation_rate_per_year``.
 * **Rational employers.** An employer's prior about a candidate is the mean skill of job
   seekers with the same record (learners are a small share of them, so it is the
   non-completers' mean). A visible credential first tells it that the course was
@@ -46,7 +48,9 @@ The market (MODEL.md, "The market must be believable")
   content revises the belief, up or down, with the weight ``credibility`` times the
   signal's true precision (1: Bayesian). The prior is tight for a thick record and
   loose for a thin one, so the same credential moves beliefs most where records are
-  thin; nothing is set per group.
+  thin; nothing is set per group. Course skills are tech and managerial skills: an
+  employer hiring for a title out of scope reads the credential with relevance
+  ``out_of_scope_relevance`` (0: not at all), which scales both parts.
 * **Steady state.** Attachment, baseline employment and baseline match quality are
   drawn from the steady state of the targeted flows (:mod:`sim.population`) and the
   vacancy stock is steady, so the calibrated market's flows are flat over the study;
@@ -63,8 +67,9 @@ Other choices MODEL.md leaves open, written down here:
   ``click_prob`` and reshares with ``reshare_prob`` to its own neighbours (one more hop);
   an employer who sees it looks (a view) with ``employer_look_prob`` and, when the
   visibility channel is on, considers the learner for one of its open vacancies.
-* Recruiter search: the weight of a learner is ``activity * (1 + search_boost * shared)``
-  (no boost when the visibility channel is off). A recruiter who finds a learner with a
+* Recruiter search: the weight of a learner is ``activity``, and
+  ``activity * (1 + search_boost * shared)`` for a recruiter of an in-scope title (no
+  boost when the visibility channel is off). A recruiter who finds a learner with a
   shared credential opens it (a view) with probability ``recruiter_view_prob``.
 * Screening: the candidate's score is the posterior mean plus an idiosyncratic fit
   ``N(0, fit_noise_sd)``; background applicants' scores are
@@ -116,6 +121,7 @@ __all__ = [
     "screen_and_hire",
     "search_and_apply",
     "share",
+    "slots_by_scope",
     "unique_pairs",
     "visibility",
 ]
@@ -252,6 +258,9 @@ class Market:
     seg_order: np.ndarray  # learners sorted by segment (stable)
     seg_starts: np.ndarray  # where each segment's block starts in seg_order
     scope_key: np.uint64  # hash key of the slots' in-scope titles
+    activity_cum: np.ndarray  # cumulative activity of the learners in seg_order
+    scope_slots: tuple[np.ndarray, np.ndarray]  # in-scope slots by segment, segment starts
+    other_slots: tuple[np.ndarray, np.ndarray]  # the same, out of scope
 
     @classmethod
     def open(
@@ -297,6 +306,9 @@ class Market:
             slot_employer.append(members)
             slot_end.append(e)
         counts = n_lrn
+        order = np.argsort(seg, kind="stable")
+        scope_key = np.uint64(rng.integers(0, 2**63))
+        scope_slots, other_slots = slots_by_scope(scope_key, stock, m.in_scope_share)
         return cls(
             employers=employers,
             stock=stock,
@@ -307,9 +319,12 @@ class Market:
             bg_applicants=bg_per_vacancy,
             bg_search_weight=bg_weight,
             learner_segment=seg,
-            seg_order=np.argsort(seg, kind="stable"),
+            seg_order=order,
             seg_starts=np.cumsum(counts) - counts,
-            scope_key=np.uint64(rng.integers(0, 2**63)),
+            scope_key=scope_key,
+            activity_cum=np.cumsum(pop.activity[order], dtype=np.float64),
+            scope_slots=scope_slots,
+            other_slots=other_slots,
         )
 
     @property
@@ -328,6 +343,22 @@ class Market:
         """Whether each slot's title is in scope (tech or managerial): a fixed hash of the
         slot below ``in_scope_share``."""
         return hashed_uniform(self.scope_key, slot) < scn.market.in_scope_share
+
+
+def slots_by_scope(
+    scope_key: np.uint64, stock: np.ndarray, in_scope_share: float
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The in-scope and the out-of-scope slots (:meth:`Market.in_scope`), each as the
+    slots in segment order and the start of each segment's block (``N_SEGMENTS + 1``)."""
+    slots = np.arange(int(np.sum(stock)), dtype=np.int64)
+    scope = hashed_uniform(scope_key, slots) < in_scope_share
+    slot_seg = np.repeat(np.arange(N_SEGMENTS), stock)
+
+    def by_segment(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = np.bincount(slot_seg[mask], minlength=N_SEGMENTS)
+        return slots[mask], np.r_[0, np.cumsum(n)].astype(np.int64)
+
+    return by_segment(scope), by_segment(~scope)
 
 
 def app_open_weeks(scn: Scenario, pop: Learners, rng: np.random.Generator) -> np.ndarray:
@@ -490,15 +521,24 @@ def match_quality(key: np.uint64, vacancy: np.ndarray, learner: np.ndarray) -> n
 
 
 def _worth_moving(
-    key: np.uint64, state: LearnerState, vacancy: np.ndarray, learner: np.ndarray
+    key: np.uint64,
+    state: LearnerState,
+    vacancy: np.ndarray,
+    learner: np.ndarray,
+    week: int = 0,
+    settling_in_weeks: int = 0,
 ) -> np.ndarray:
     """Which candidacies a learner would take the job of: all for the non-employed; for
-    the employed, those whose match quality beats the current job's."""
+    the employed, those whose match quality beats the current job's, once the job is
+    ``settling_in_weeks`` old (a new hire does not look yet)."""
     keep = np.ones(len(learner), bool)
     emp = np.flatnonzero(state.employed[learner])
     if len(emp):
-        q = match_quality(key, vacancy[emp], learner[emp])
-        keep[emp] = q > state.match[learner[emp]]
+        who = learner[emp]
+        q = match_quality(key, vacancy[emp], who)
+        keep[emp] = q > state.match[who]
+        if settling_in_weeks:
+            keep[emp] &= week - state.last_hire_week[who].astype(np.int64) >= settling_in_weeks
     return keep
 
 
@@ -569,16 +609,18 @@ def search_and_apply(
     with probability ``in_domain_application_share``, else of another domain of the
     learner's country group. Recruiter search: each open vacancy finds
     ``Poisson(sourced_per_vacancy)`` profiles of its segment, learners or background
-    workers, with probability proportional to ``activity * (1 + search_boost * shared)``
-    (background workers: activity, no credential), so learners are found
-    ``Poisson(stock * sourced * W_L / (W_L + W_B))`` times per segment and week (no boost
-    when the visibility channel is off). A recruiter who finds a shared credential opens
+    workers, with probability proportional to ``activity`` (background workers carry a
+    fixed weight); a recruiter for an in-scope title searches for course skills, so
+    there the weight is ``activity * (1 + search_boost * shared)``. Learners are found
+    ``Poisson(stock * sourced * W_L / (W_L + W_B))`` times per segment, scope and week (no
+    boost when the visibility channel is off). A recruiter who finds a shared credential opens
     it with ``recruiter_view_prob`` (a view, added to ``state``). Employers that looked at
     a new share in the feed consider the learner for one of their open vacancies
     (visibility channel only). Employed learners are candidates too (on-the-job search
     and passive candidates), but only for vacancies whose match quality
     (:func:`match_quality`) beats their current job's: they see it before they apply or
-    answer a recruiter (directed on-the-job search on the job ladder).
+    answer a recruiter (directed on-the-job search on the job ladder), and not before
+    their job is ``settling_in_weeks`` old.
     """
     m, vis = scn.market, scn.visibility
     shared, activity = state.shared, pop.activity
@@ -614,27 +656,20 @@ def search_and_apply(
     app_vac = market.slot_start[target[ok]] + (u_slot[ok] * stock[ok]).astype(np.int64)
     app_learner = app_learner[ok]
 
-    # recruiter search within each segment, weighted by visibility
+    # recruiter search within each segment: recruiters of in-scope titles search for
+    # course skills, so a shared credential raises a learner's weight there
     boost = vis.search_boost if vis.enabled else 0.0
-    w = activity * (1.0 + boost * shared) if boost else activity
-    order, starts = market.seg_order, market.seg_starts
-    cum = np.cumsum(w[order], dtype=np.float64)
-    ends = np.r_[starts[1:], n]
-    lo = np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0.0)
-    hi = np.where(ends > 0, cum[np.maximum(ends - 1, 0)], 0.0)
-    w_learners = hi - lo
-    expected = (
-        market.stock
-        * m.sourced_per_vacancy
-        * w_learners
-        / np.maximum(w_learners + market.bg_search_weight, 1e-300)
-    )
-    n_src = rng_source.poisson(expected)
-    d = np.repeat(np.arange(N_SEGMENTS, dtype=np.int64), n_src)
-    u = lo[d] + rng_source.random(len(d)) * (hi[d] - lo[d])
-    pos = np.minimum(np.searchsorted(cum, u, side="right"), n - 1)
-    src_learner = order[pos].astype(np.int64)
-    src_vac = market.slot_start[d] + (rng_source.random(len(d)) * market.stock[d]).astype(np.int64)
+    order = market.seg_order
+    cum_in = np.cumsum(activity[order] * (1.0 + boost * shared[order])) if boost else None
+    src_vac, src_learner = [], []
+    for cum, (slots, sstart) in (
+        (market.activity_cum if cum_in is None else cum_in, market.scope_slots),
+        (market.activity_cum, market.other_slots),
+    ):
+        vac, lrn = _source(m.sourced_per_vacancy, market, cum, slots, sstart, rng_source)
+        src_vac.append(vac)
+        src_learner.append(lrn)
+    src_vac, src_learner = np.concatenate(src_vac), np.concatenate(src_learner)
     looked = shared[src_learner] & (rng_source.random(len(src_learner)) < vis.recruiter_view_prob)
     sourced_views = src_learner[looked]
     np.add.at(state.views, sourced_views, 1)
@@ -654,7 +689,7 @@ def search_and_apply(
     key = keys[2]
     groups = []
     for v, lrn in ((app_vac, app_learner), (src_vac, src_learner), (feed_vac, feed_learner)):
-        keep = _worth_moving(key, state, v, lrn)
+        keep = _worth_moving(key, state, v, lrn, week, m.settling_in_weeks)
         groups.append((v[keep], lrn[keep]))
     return Candidates(
         vacancy=np.concatenate([g[0] for g in groups]),
@@ -665,6 +700,37 @@ def search_and_apply(
         sourced_views=sourced_views,
         match_key=int(key),
     )
+
+
+def _source(
+    per_vacancy: float,
+    market: Market,
+    cum: np.ndarray,
+    slots: np.ndarray,
+    slot_starts: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Recruiter search at the vacancies ``slots`` (grouped by segment at
+    ``slot_starts``): each finds ``Poisson(per_vacancy)`` profiles of its segment with
+    probability proportional to the weights whose running sum, in ``market.seg_order``,
+    is ``cum``; returns the (vacancy, learner) pairs of the learners found."""
+    n = len(cum)
+    starts = market.seg_starts
+    ends = np.r_[starts[1:], n]
+    lo = np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0.0)
+    hi = np.where(ends > 0, cum[np.maximum(ends - 1, 0)], 0.0)
+    w_learners = hi - lo
+    stock = np.diff(slot_starts)
+    expected = (
+        stock * per_vacancy * w_learners / np.maximum(w_learners + market.bg_search_weight, 1e-300)
+    )
+    n_src = rng.poisson(expected)
+    d = np.repeat(np.arange(N_SEGMENTS, dtype=np.int64), n_src)
+    u = lo[d] + rng.random(len(d)) * (hi[d] - lo[d])
+    pos = np.minimum(np.searchsorted(cum, u, side="right"), n - 1)
+    learner = market.seg_order[pos].astype(np.int64)
+    vacancy = slots[slot_starts[d] + (rng.random(len(d)) * stock[d]).astype(np.int64)]
+    return vacancy, learner
 
 
 def poisson_quantile_by(lams: np.ndarray, group: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -686,16 +752,24 @@ def poisson_quantile_by(lams: np.ndarray, group: np.ndarray, u: np.ndarray) -> n
 # ---- phase 4 ------------------------------------------------------------------------
 
 
-def posterior_mean(scn: Scenario, idx: np.ndarray, pop: Learners, shared: np.ndarray) -> np.ndarray:
+def posterior_mean(
+    scn: Scenario,
+    idx: np.ndarray,
+    pop: Learners,
+    shared: np.ndarray,
+    in_scope: np.ndarray | None = None,
+) -> np.ndarray:
     """An employer's posterior mean of skill for learners ``idx`` (normal-normal).
 
     Without a visible credential the employer knows the record only, and its prior mean
     is ``mu`` (the record's mean skill among all job seekers, of whom learners are a small
     share). A visible credential (shared, signal channel on) tells it that the course was
-    completed, so its prior mean becomes ``mu + course_skill_gain`` (the *news of
+    completed, so its prior mean becomes ``mu + r * course_skill_gain`` (the *news of
     completion*); the credential's content ``s`` then revises it with weight
-    ``tau_c = credibility * signal_precision``:
-    ``(tau_p * (mu + gain) + tau_c * s) / (tau_p + tau_c)``.
+    ``tau_c = r * credibility * signal_precision``:
+    ``(tau_p * (mu + r * gain) + tau_c * s) / (tau_p + tau_c)``. The relevance ``r`` of
+    course skills to the title is 1 for a vacancy in scope and ``out_of_scope_relevance``
+    for one out of scope (``in_scope``: per entry of ``idx``; ``None``: all in scope).
     """
     sg = scn.signal
     mu = pop.prior_mean[idx].astype(np.float64)
@@ -703,9 +777,10 @@ def posterior_mean(scn: Scenario, idx: np.ndarray, pop: Learners, shared: np.nda
         return mu
     sel = np.flatnonzero(shared[idx])
     j = idx[sel]
+    r = 1.0 if in_scope is None else np.where(in_scope[sel], 1.0, sg.out_of_scope_relevance)
     tp = pop.prior_precision[j].astype(np.float64)
-    tc = sg.credibility * pop.signal_precision[j].astype(np.float64)
-    prior = mu[sel] + sg.course_skill_gain
+    tc = r * sg.credibility * pop.signal_precision[j].astype(np.float64)
+    prior = mu[sel] + r * sg.course_skill_gain
     mu[sel] = (tp * prior + tc * pop.signal[j]) / (tp + tc)
     return mu
 
@@ -797,7 +872,7 @@ def screen_and_hire(
     granted (``first_job_week``, and ``first_scope_job_week`` for a vacancy in scope).
     """
     vacancy, learner = unique_pairs(cand.vacancy, cand.learner)  # one application counts once
-    belief = posterior_mean(scn, learner, pop, state.shared)
+    belief = posterior_mean(scn, learner, pop, state.shared, market.in_scope(scn, vacancy))
     starts, offer_pair, bg_filled, _ = choose(
         scn, vacancy, learner, belief, market.bg_applicants[market.segment_of_slot(vacancy)], rng
     )

@@ -592,6 +592,17 @@ class Market(_Section):
         ge=0,
         le=100,
     )
+    settling_in_weeks: int = _f(
+        13,
+        "weeks",
+        "A new hire does not look for another job (nor answer recruiters) in its first "
+        "weeks: the monthly hazard of a new job ending rises over its first three months "
+        "(Farber 1994, JOLE 12(4), NLSY), and MODEL.md asks that most people who change "
+        "job do so once in a year. Without it the ladder concentrates job-to-job moves on "
+        "the newest hires (their match is the lowest).",
+        ge=0,
+        le=52,
+    )
     in_domain_application_share: float = _f(
         0.8,
         "share",
@@ -667,6 +678,17 @@ class Signal(_Section):
         "precision; above 1: employers over-read it).",
         ge=0,
         le=20,
+    )
+    out_of_scope_relevance: float = _f(
+        0.0,
+        "share",
+        "How much an employer hiring for a title out of scope (neither tech nor "
+        "managerial) reads a course credential, relative to one hiring in scope: it scales "
+        "both the news of completion and the content's weight. 0: course skills matter "
+        "only for in-scope titles, which is how the study's in-scope effect can exceed its "
+        "effect on all new jobs (TARGETS.md).",
+        ge=0,
+        le=1,
     )
     max_signal_precision: float = _f(
         4.0,

@@ -173,6 +173,27 @@ FLOW_TARGETS: dict[str, FlowTarget] = {
             "2%, with a tolerance of 0.5 pp.",
         ),
         FlowTarget(
+            "flow.hired_2plus_share",
+            "share of learners hired in a year who are hired 2+ times in it",
+            0.15,
+            0.04,
+            "share",
+            "Most people who change job do so once in a year (MODEL.md, 'The market must "
+            "be believable'); this project's bar is under 20% (under 1% 5+ times). We "
+            "take 15%, with a tolerance of 4 pp.",
+        ),
+        FlowTarget(
+            "flow.tenure_survival_52w",
+            "share of new jobs lasting a year (Kaplan-Meier)",
+            0.50,
+            0.10,
+            "share",
+            "Most new jobs end early: about half of new jobs end within their first "
+            "year, and the hazard of a job ending falls with tenure after its first "
+            "months (Farber 1999, 'Mobility and stability', Handbook of Labor Economics "
+            "3B; Farber 1994, JOLE 12(4), NLSY). We take 50%, with a tolerance of 10 pp.",
+        ),
+        FlowTarget(
             "flow.employment_drift_pp",
             "change in learners' employment rate over the study window (pp)",
             0.0,

@@ -61,6 +61,8 @@ def _market(pop, stock, bg_applicants: float = 0.0) -> dyn.Market:
     slot_start = np.r_[0, np.cumsum(stock)].astype(np.int64)
     seg = dyn.segment_of(pop.domain, pop.developing)
     counts = np.bincount(seg, minlength=dyn.N_SEGMENTS)
+    order = np.argsort(seg, kind="stable")
+    scope, other = dyn.slots_by_scope(np.uint64(12345), stock, 0.5)
     return dyn.Market(
         employers=employers,
         stock=stock,
@@ -71,9 +73,12 @@ def _market(pop, stock, bg_applicants: float = 0.0) -> dyn.Market:
         bg_applicants=np.full(dyn.N_SEGMENTS, float(bg_applicants)),
         bg_search_weight=np.zeros(dyn.N_SEGMENTS),
         learner_segment=seg,
-        seg_order=np.argsort(seg, kind="stable"),
+        seg_order=order,
         seg_starts=np.cumsum(counts) - counts,
         scope_key=np.uint64(12345),
+        activity_cum=np.cumsum(pop.activity[order], dtype=np.float64),
+        scope_slots=scope,
+        other_slots=other,
     )
 
 
@@ -354,9 +359,17 @@ def test_recruiters_find_learners_in_proportion_to_their_search_weight():
     cand = sourced(scn, st)
     assert cand.n_applications == cand.n_feed == 0
     assert (market.segment_of_slot(cand.vacancy) == market.learner_segment[cand.learner]).all()
-    expected = (market.stock * 2.0 / 4.0).sum()
-    assert abs(cand.n_sourced - expected) < 4 * np.sqrt(expected), (cand.n_sourced, expected)
-    assert 3.4 < _found_per_weight(cand.learner, w, st.shared) < 4.6  # 1 + search_boost
+    # recruiters of in-scope titles weight a shared credential by 1 + boost; the others
+    # by activity alone: learners carry 1/4 of the in-scope search weight, and
+    # w / (w + 3 * 2.5 w) of the rest (half the learners shared: 2.5 w boosted)
+    scope = np.isin(cand.vacancy, market.scope_slots[0])
+    n_in = len(market.scope_slots[0])
+    n_out = len(market.other_slots[0])
+    assert n_in > 0 and n_out > 0
+    for found, expected in ((scope.sum(), n_in * 2.0 / 4.0), ((~scope).sum(), n_out * 2.0 / 8.5)):
+        assert abs(found - expected) < 4 * np.sqrt(expected), (found, expected)
+    assert 3.4 < _found_per_weight(cand.learner[scope], w, st.shared) < 4.6  # 1 + search_boost
+    assert 0.8 < _found_per_weight(cand.learner[~scope], w, st.shared) < 1.2
     # a recruiter opens every shared credential it finds (view probability 1), no other
     np.testing.assert_array_equal(
         np.sort(cand.sourced_views), np.sort(cand.learner[st.shared[cand.learner]])
@@ -485,6 +498,29 @@ def test_posterior_mean_follows_the_channel_switches_and_credibility():
         dyn.posterior_mean(scn.with_overrides({"signal.credibility": 1.0}), idx[1::3], pop, shared),
         bayes[1::3],
     )
+
+
+def test_an_out_of_scope_title_reads_the_credential_with_its_relevance():
+    """Relevance r scales both the news of completion and the content's weight at a
+    vacancy out of scope; in scope (or with no scope given) the credential counts fully."""
+    gain = 0.4
+    scn, pop, _ = _world({"signal.course_skill_gain": gain, "signal.credibility": 1.0})
+    shared = np.ones(N, bool)
+    idx = np.arange(N)
+    mu, tp = pop.prior_mean.astype(float), pop.prior_precision.astype(float)
+    sp, s = pop.signal_precision.astype(float), pop.signal
+    scope = np.zeros(N, bool)
+    scope[::2] = True
+    full = dyn.posterior_mean(scn, idx, pop, shared)
+    for r in (0.0, 0.5):
+        got = dyn.posterior_mean(
+            scn.with_overrides({"signal.out_of_scope_relevance": r}), idx, pop, shared, scope
+        )
+        np.testing.assert_allclose(got[scope], full[scope], rtol=1e-6)
+        expect = (tp * (mu + r * gain) + r * sp * s) / (tp + r * sp)
+        np.testing.assert_allclose(got[~scope], expect[~scope], rtol=1e-5)
+    got0 = dyn.posterior_mean(scn, idx, pop, shared, scope)  # default relevance: 0
+    np.testing.assert_allclose(got0[~scope], mu[~scope], rtol=1e-6)
 
 
 def _screen_scn(**extra):
@@ -821,3 +857,26 @@ def test_employed_learners_are_candidates_only_for_better_matches():
     q = dyn.match_quality(key, vacancy[emp], learner[emp])
     np.testing.assert_array_equal(keep[emp], q > 0.7)
     assert abs(keep[emp].mean() - 0.3) < 0.02
+
+
+def test_a_new_hire_does_not_search_while_settling_in():
+    """An employed learner hired fewer than ``settling_in_weeks`` ago keeps no candidacy;
+    one hired earlier keeps the better matches; the non-employed keep all."""
+    _, pop, st = _world()
+    st.match[:] = np.where(st.employed, 0.2, 0.0).astype(np.float32)
+    st.last_hire_week[:] = np.where(np.arange(len(pop)) % 2 == 0, 30, 10).astype(np.int16)
+    key = np.uint64(777)
+    learner = np.repeat(np.arange(len(pop), dtype=np.int64), 10)
+    vacancy = np.tile(np.arange(10, dtype=np.int64), len(pop))
+    keep = dyn._worth_moving(key, st, vacancy, learner, week=35, settling_in_weeks=13)
+    emp = st.employed[learner]
+    fresh = emp & (learner % 2 == 0)  # hired in week 30: 5 weeks into the job
+    assert emp.any() and fresh.any()
+    assert not keep[fresh].any()
+    old = emp & ~fresh
+    q = dyn.match_quality(key, vacancy[old], learner[old])
+    np.testing.assert_array_equal(keep[old], q > 0.2)
+    assert keep[~emp].all()
+    # no settling-in: the fresh hires keep their better matches too
+    keep0 = dyn._worth_moving(key, st, vacancy, learner, week=35, settling_in_weeks=0)
+    assert keep0[fresh].any()
