@@ -90,7 +90,7 @@ Other choices MODEL.md leaves open, written down here:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import ndtr, ndtri, pdtr
@@ -258,9 +258,11 @@ class Market:
     seg_order: np.ndarray  # learners sorted by segment (stable)
     seg_starts: np.ndarray  # where each segment's block starts in seg_order
     scope_key: np.uint64  # hash key of the slots' in-scope titles
-    activity_cum: np.ndarray  # cumulative activity of the learners in seg_order
+    activity_ord: np.ndarray  # float64 activity of the learners in seg_order
+    activity_cum: np.ndarray  # its running sum
     scope_slots: tuple[np.ndarray, np.ndarray]  # in-scope slots by segment, segment starts
     other_slots: tuple[np.ndarray, np.ndarray]  # the same, out of scope
+    _boosted: tuple[float, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def open(
@@ -322,10 +324,17 @@ class Market:
             seg_order=order,
             seg_starts=np.cumsum(counts) - counts,
             scope_key=scope_key,
+            activity_ord=pop.activity[order].astype(np.float64),
             activity_cum=np.cumsum(pop.activity[order], dtype=np.float64),
             scope_slots=scope_slots,
             other_slots=other_slots,
         )
+
+    def boosted_cum(self, boost: float, shared: np.ndarray) -> np.ndarray:
+        """Running sum, in ``seg_order``, of ``activity * (1 + boost * shared)``."""
+        if self._boosted is None or self._boosted[0] != boost:
+            self._boosted = (boost, self.activity_ord * (1.0 + boost))
+        return np.cumsum(np.where(shared[self.seg_order], self._boosted[1], self.activity_ord))
 
     @property
     def n_slots(self) -> int:
@@ -464,10 +473,15 @@ def visibility(
     # fixed-size draws first (common random numbers across twin runs)
     u_view = rng.random(n, dtype=np.float32)
     u_own = rng.random(n, dtype=np.float32)
-    granted = grant_week <= week
-    rate = np.where(shared, v.shared_view_rate, v.unshared_view_rate) * activity
-    views = (granted & (u_view < np.minimum(rate, 1.0))).astype(np.int32)
-    own_views = (granted & (u_own < v.own_view_rate)).astype(np.int32)
+    # views are rare: settle most learners by comparing with the largest rate first
+    top = min(max(v.shared_view_rate, v.unshared_view_rate) * float(activity.max(initial=0.0)), 1.0)
+    i = np.flatnonzero(u_view < top)
+    rate = np.where(shared[i], v.shared_view_rate, v.unshared_view_rate) * activity[i]
+    views = np.zeros(n, np.int32)
+    views[i[(grant_week[i] <= week) & (u_view[i] < np.minimum(rate, 1.0))]] = 1
+    own_views = np.zeros(n, np.int32)
+    i = np.flatnonzero(u_own < v.own_view_rate)
+    own_views[i[grant_week[i] <= week]] = 1
 
     src, nb = expand_csr(graph.ll_indptr, graph.ll_indices, new_sharers)
     sees = rng.random(len(nb)) < p_see
@@ -533,12 +547,13 @@ def _worth_moving(
     ``settling_in_weeks`` old (a new hire does not look yet)."""
     keep = np.ones(len(learner), bool)
     emp = np.flatnonzero(state.employed[learner])
+    if settling_in_weeks and len(emp):
+        settling = week - state.last_hire_week[learner[emp]].astype(np.int64) < settling_in_weeks
+        keep[emp[settling]] = False
+        emp = emp[~settling]
     if len(emp):
         who = learner[emp]
-        q = match_quality(key, vacancy[emp], who)
-        keep[emp] = q > state.match[who]
-        if settling_in_weeks:
-            keep[emp] &= week - state.last_hire_week[who].astype(np.int64) >= settling_in_weeks
+        keep[emp] = match_quality(key, vacancy[emp], who) > state.match[who]
     return keep
 
 
@@ -623,19 +638,21 @@ def search_and_apply(
     their job is ``settling_in_weeks`` old.
     """
     m, vis = scn.market, scn.visibility
-    shared, activity = state.shared, pop.activity
+    shared = state.shared
     seg = market.learner_segment
     n = len(shared)
     # applications: per-learner counts from one fixed-size draw (common random numbers)
     u_app = rng_apply.random(n, dtype=np.float32)
     status = search_status(state.employed, pop.attached)
     n_app = poisson_quantile_by(application_rates(scn), status, u_app)
-    app_learner = np.repeat(np.arange(n, dtype=np.int64), n_app)
+    senders = np.flatnonzero(n_app)  # most learners send none this week
+    count = n_app[senders]
+    app_learner = np.repeat(senders, count)
     k = len(app_learner)
     # each application's draws are a hash of (week key, learner, its number): a learner
     # whose count differs between twin worlds shifts nobody else's draws
-    first = np.cumsum(n_app, dtype=np.int64) - n_app
-    nth = np.arange(k, dtype=np.int64) - np.repeat(first, n_app)
+    first = np.cumsum(count, dtype=np.int64) - count
+    nth = np.arange(k, dtype=np.int64) - np.repeat(first, count)
     app_key = app_learner.astype(np.uint64) * np.uint64(1 << 16) + nth.astype(np.uint64)
     # keys of the week's hashes, drawn before any draw whose count depends on the state:
     # the application targets (2) and the match qualities (1), the same in twin worlds
@@ -659,8 +676,7 @@ def search_and_apply(
     # recruiter search within each segment: recruiters of in-scope titles search for
     # course skills, so a shared credential raises a learner's weight there
     boost = vis.search_boost if vis.enabled else 0.0
-    order = market.seg_order
-    cum_in = np.cumsum(activity[order] * (1.0 + boost * shared[order])) if boost else None
+    cum_in = market.boosted_cum(boost, shared) if boost else None
     src_vac, src_learner = [], []
     for cum, (slots, sstart) in (
         (market.activity_cum if cum_in is None else cum_in, market.scope_slots),
@@ -872,7 +888,11 @@ def screen_and_hire(
     granted (``first_job_week``, and ``first_scope_job_week`` for a vacancy in scope).
     """
     vacancy, learner = unique_pairs(cand.vacancy, cand.learner)  # one application counts once
-    belief = posterior_mean(scn, learner, pop, state.shared, market.in_scope(scn, vacancy))
+    # the title's scope matters only where the credential is visible
+    shown = np.flatnonzero(state.shared[learner])
+    scope = np.ones(len(vacancy), bool)
+    scope[shown] = market.in_scope(scn, vacancy[shown])
+    belief = posterior_mean(scn, learner, pop, state.shared, scope)
     starts, offer_pair, bg_filled, _ = choose(
         scn, vacancy, learner, belief, market.bg_applicants[market.segment_of_slot(vacancy)], rng
     )
@@ -979,9 +999,8 @@ def flows(
     hired = np.zeros(n, bool)
     hired[hires.learner] = True
     p_sep = weekly_prob(scn.market.separation_rate_per_year)
-    separated = np.flatnonzero(
-        state.employed & ~hired & (rng_sep.random(n, dtype=np.float32) < p_sep)
-    )
+    ending = np.flatnonzero(rng_sep.random(n, dtype=np.float32) < p_sep)  # few: filter them
+    separated = ending[state.employed[ending] & ~hired[ending]]
     state.employed[separated] = False
     state.match[separated] = 0.0
     p_fill, p_exp = vacancy_rates(scn)

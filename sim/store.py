@@ -274,11 +274,31 @@ def write_run(result: RunResult, path: str | Path, manifest: Mapping[str, Any]) 
     path = Path(path)
     (path / "scenario.toml").write_text(result.scenario.to_toml(), encoding="utf-8")
     _write_json(path / "manifest.json", manifest)
-    result.series.to_parquet(path / "series.parquet", index=False)
-    result.learners.to_parquet(path / "learners.parquet", index=False)
-    result.hires.to_parquet(path / "hires.parquet", index=False)
+    for name, table in (
+        ("series", result.series),
+        ("learners", result.learners),
+        ("hires", result.hires),
+    ):
+        write_parquet(table, path / f"{name}.parquet")
     _write_json(path / "summary.json", summarize(result))
     return path
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """``df.to_parquet`` without an index, dictionary-encoding only the columns that
+    can profit: not floats nor 64-bit integers, whose values are nearly all distinct
+    (Arrow would build each one's dictionary and then drop it: half the writing time of
+    the learners table, and a larger file)."""
+
+    def distinct(dtype: Any) -> bool:
+        if pd.api.types.is_float_dtype(dtype):
+            return True
+        if pd.api.types.is_integer_dtype(dtype):
+            return np.dtype(getattr(dtype, "numpy_dtype", dtype)).itemsize >= 8
+        return False
+
+    keep = [str(c) for c, t in df.dtypes.items() if not distinct(t)]
+    df.to_parquet(path, index=False, use_dictionary=keep)
 
 
 # ---- the headline numbers -----------------------------------------------------------

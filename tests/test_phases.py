@@ -76,6 +76,7 @@ def _market(pop, stock, bg_applicants: float = 0.0) -> dyn.Market:
         seg_order=order,
         seg_starts=np.cumsum(counts) - counts,
         scope_key=np.uint64(12345),
+        activity_ord=pop.activity[order].astype(np.float64),
         activity_cum=np.cumsum(pop.activity[order], dtype=np.float64),
         scope_slots=scope,
         other_slots=other,
