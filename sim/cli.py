@@ -284,6 +284,7 @@ _FLOW_ROWS = (
     ("hired_5plus_share", "hired 5+ times", "pct"),
     ("median_gap_weeks", "median gap between two hires (weeks)", "{:.0f}"),
     ("median_tenure_weeks", "median duration of new jobs (weeks)", "{:.0f}"),
+    ("tenure_survival_52w", "new jobs lasting a year (Kaplan-Meier)", "pct"),
     ("background_fill_share", "vacancies filled by background seekers", "pct"),
     ("vacancy_duration_weeks", "mean vacancy duration (weeks)", "{:.1f}"),
 )
@@ -303,12 +304,20 @@ def _flows_table(s: dict[str, Any]) -> Any:
     t.add_column("bar")
     for key, label, fmt in _FLOW_ROWS:
         v = flows.get(key, math.nan)
-        text = _pct(v) if fmt == "pct" else ("n/a" if v != v else fmt.format(v))
+        if fmt == "pct":
+            text = _pct(v)
+        elif v != v:
+            text = "n/a"
+        elif v == math.inf:
+            text = "not reached"  # more than half of the spells outlast the window
+        else:
+            text = fmt.format(v)
         bar_key = "abs_employment_drift_pp" if key == "employment_drift_pp" else key
         bar = ""
         if bar_key in BARS:
             op, bound, _ = BARS[bar_key]
-            bar = f"{op} {bound:g} " + ("ok" if checks[bar_key] else "MISSED")
+            shown = _pct(bound).replace(".00", "") if fmt == "pct" else f"{bound:g}"
+            bar = f"{op} {shown} " + ("ok" if checks[bar_key] else "MISSED")
         t.add_row(label, text, bar)
     return t
 

@@ -185,16 +185,19 @@ MOMENTS = (
     "new_job_high.itt",
     "flow.ue_monthly",
     "flow.ee_monthly",
+    "flow.hired_2plus_share",
+    "flow.tenure_survival_52w",
     "flow.employment_drift_pp",
 )
 #: The moments at u = 1/2: the paper's numbers, near enough.
 CENTRE = np.array(
-    [17.0, 1.1, 12.5, 1.0, 18.9, 0.6, 11.5, 1.2, 12.3, 0.8, 31.0, 0.5, 0.2, 0.02, 0.0]
+    [17.0, 1.1, 12.5, 1.0, 18.9, 0.6, 11.5, 1.2, 12.3, 0.8, 31.0, 0.5, 0.2, 0.02, 0.15, 0.5, 0.0]
 )
 #: The scale of each moment's response (pp): about the paper's SE of that moment, so that
 #: the residuals in SE units respond alike.
 SCALE = np.array(
-    [0.3, 0.45, 0.25, 0.4, 0.06, 0.09, 0.35, 0.5, 0.3, 0.6, 0.5, 1.1, 0.03, 0.005, 0.5]
+    [0.3, 0.45, 0.25, 0.4, 0.06, 0.09, 0.35, 0.5, 0.3, 0.6, 0.5, 1.1, 0.03, 0.005, 0.04, 0.1]
+    + [0.5]
 )
 #: d moment / d u (pp per range width): for the six fitted moments, ``SCALE`` times a
 #: well-conditioned matrix (each moment moved mostly by "its" parameter); the tertile
@@ -215,6 +218,8 @@ SLOPES = SCALE[:, None] * np.array(
         [0.0, 5.0, 1.0, 0.0, 0.0, 0.0],
         [3.0, 0.0, 0.0, 0.0, 0.0, 8.0],
         [0.0, 8.0, 0.0, 0.0, 0.0, 3.0],
+        [0.0, 6.0, 0.0, 0.0, 2.0, 1.0],
+        [0.0, -5.0, 0.0, 0.0, 0.0, 2.0],
         [2.0, 2.0, 0.0, 0.0, 0.0, 6.0],
     ]
 )

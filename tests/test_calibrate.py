@@ -72,6 +72,8 @@ def test_the_tertiles_are_predictions_not_targets():
         "any_view.itt",
         "flow.ue_monthly",
         "flow.ee_monthly",
+        "flow.hired_2plus_share",
+        "flow.tenure_survival_52w",
         "flow.employment_drift_pp",
     ]
     assert {t.kind for t in cal.MOMENT_TARGETS if t.id.startswith("flow.")} == {"flow"}
