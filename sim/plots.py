@@ -742,7 +742,8 @@ def crowding_by_share(table: pd.DataFrame, *, title: str = "") -> Figure:
     everyone), ``total`` (extra new jobs when everyone is nudged, from the twins),
     ``crowding`` (``1 - total / predicted``), each with ``_lo`` / ``_hi`` 95% intervals,
     and optionally ``base`` (True on the scenario's own share, marked). Left: the two
-    counts; right: the crowding-out share (%).
+    counts; right: the crowding-out share (%), where the prediction's interval is above 0
+    (elsewhere the ratio is not informative).
     """
     t = table.sort_values("learner_share")
     x = 100 * t["learner_share"].to_numpy(float)
@@ -763,18 +764,23 @@ def crowding_by_share(table: pd.DataFrame, *, title: str = "") -> Figure:
             color=color,
             label=label,
         )
+    # the share crowded out means something only where the predicted gain is clearly > 0
+    keep = t["predicted_lo"].to_numpy(float) > 0
     c = 100 * t["crowding"].to_numpy(float)
     bx.errorbar(
-        x,
-        c,
+        x[keep],
+        c[keep],
         yerr=_yerr(
-            c, 100 * t["crowding_lo"].to_numpy(float), 100 * t["crowding_hi"].to_numpy(float)
+            c[keep],
+            100 * t["crowding_lo"].to_numpy(float)[keep],
+            100 * t["crowding_hi"].to_numpy(float)[keep],
         ),
         marker="o",
         ms=4,
         capsize=3,
         color="black",
-        label="crowding out, 95% CI",
+        label="crowding out, 95% CI"
+        + ("" if keep.all() else "\n(left out where the prediction's CI reaches 0)"),
     )
     bx.axhline(100, color="grey", lw=0.8, ls=":")
     if "base" in t and t["base"].any():
