@@ -142,7 +142,8 @@ def _design(frame: pd.DataFrame, n_batches: int) -> np.ndarray:
             continue
         values = s.astype(str).to_numpy() if col in _CATEGORIES else s.to_numpy(dtype=int)
         keys = [str(v) for v in levels] if col in _CATEGORIES else list(levels)
-        cols.append(np.stack([values == k for k in keys[1:]], axis=1).astype(float))
+        if len(keys) > 1:  # one level only: no column (the intercept carries it)
+            cols.append(np.stack([values == k for k in keys[1:]], axis=1).astype(float))
     return np.hstack(cols)
 
 
