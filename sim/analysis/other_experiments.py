@@ -516,9 +516,12 @@ def build_tasks(
 
 def _verdict(published: float, lo: float, hi: float) -> str:
     """``under`` / ``over`` when the interval [lo, hi] lies under / over ``published``,
-    ``within`` when it contains it (or has no bounds), ``n/a`` without a number."""
+    ``within`` when it contains it, ``n/a`` without a number, ``no interval`` without
+    bounds (one replication)."""
     if not np.isfinite(published):
         return "n/a"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "no interval"
     if np.isfinite(hi) and hi < published:
         return "under"
     if np.isfinite(lo) and lo > published:
@@ -537,8 +540,8 @@ def external_table(results: pd.DataFrame) -> pd.DataFrame:
     (treated minus control sharing, pp), ``published_control``, ``published_pp``,
     ``published_rel``, ``verdict`` (``under``, ``within`` or ``over``: whether the
     model's interval of the relative effect lies under the published one, contains it
-    or lies over it; ``n/a`` without a published number), ``verdict_pp`` (the same in
-    percentage points), ``source``.
+    or lies over it; ``n/a`` without a published number, ``no interval`` with one
+    replication), ``verdict_pp`` (the same in percentage points), ``source``.
     """
     ok = results[(results["status"] == "ok") & results["id"].notna()]
     rows = []
@@ -631,19 +634,29 @@ def conclude_external(table: pd.DataFrame) -> str:
                 )
                 + ext.lessons.get("within", "")
             )
+        elif r.verdict == "no interval":
+            text += (
+                " With one replication there is no interval to set the published number "
+                "against; run more replications."
+            )
         else:
             text += " There is no published number to set beside it. " + ext.lessons.get("n/a", "")
         if np.isfinite(pub.control) and np.isfinite(r.control_mean):
             far = max(pub.control, r.control_mean) > 1.5 * min(pub.control, r.control_mean)
             if far:
                 where = {"under": "above", "over": "below", "within": "within"}
+                in_points = (
+                    f"the published {pp(pub.effect_pp, 1)} is {where[r.verdict_pp]} the "
+                    f"model's interval ({pp(r.predicted_pp_lo)} to {pp(r.predicted_pp_hi)})"
+                    if r.verdict_pp in where
+                    else f"the model gives {pp(r.predicted_pp)} against the published "
+                    f"{pp(pub.effect_pp, 1)}"
+                )
                 text += (
                     f" The model's control rate ({pct(r.control_mean)}) is far from the "
                     f"published ({pct(pub.control, 0)}): the mapped learners start from "
                     "another level, so the relative effects say less than the effects in "
-                    f"points, where the published {pp(pub.effect_pp, 1)} is "
-                    f"{where.get(r.verdict_pp, 'beside')} the model's interval "
-                    f"({pp(r.predicted_pp_lo)} to {pp(r.predicted_pp_hi)})."
+                    f"points, where {in_points}."
                 )
         paras.append(text.strip())
     return "\n\n".join(paras)
