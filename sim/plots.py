@@ -749,10 +749,11 @@ def crowding_by_share(table: pd.DataFrame, *, title: str = "") -> Figure:
     x = 100 * t["learner_share"].to_numpy(float)
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     ax, bx = fig.subplots(1, 2)
-    for col, color, label in (
-        ("predicted", ARM_COLORS[0], "50/50 ITT x all learners (prediction)"),
-        ("total", ARM_COLORS[1], "everyone nudged vs no one (twins: total)"),
-    ):
+    lines = [
+        ("predicted", ARM_COLORS[0], "-", "50/50 ITT over all learners x all (prediction)"),
+        ("total", ARM_COLORS[1], "-", "everyone nudged vs no one (twins: total)"),
+    ]
+    for col, color, ls, label in lines:
         m = t[col].to_numpy(float)
         ax.errorbar(
             x,
@@ -762,6 +763,7 @@ def crowding_by_share(table: pd.DataFrame, *, title: str = "") -> Figure:
             ms=4,
             capsize=3,
             color=color,
+            ls=ls,
             label=label,
         )
     # the share crowded out means something only where the predicted gain is clearly > 0

@@ -47,11 +47,12 @@ def crowding_share_table(res: SweepResults) -> pd.DataFrame:
     Columns: ``learner_share``; ``itt_pp`` (the 50/50 ITT on a new job over every learner,
     pp) and ``itt_matched_pp`` (the same over the matched sample the study sees);
     ``total_pp`` (everyone nudged versus no one, pp); ``predicted`` and ``total`` (the same
-    as extra learners with a new job: times ``n_learners``) and ``crowding`` (``1 - total
-    / predicted``), each with ``_lo`` / ``_hi`` 95% Student-t intervals over the
-    replications (paired replications for the ratio); ``half_total`` (extra new jobs from
-    nudging half at random, with its interval); ``replications``; ``base`` (True at the
-    base scenario's own share).
+    as extra learners with a new job: times ``n_learners``), ``predicted_study`` (the
+    matched sample's ITT times ``n_learners``: what the study itself would predict) and
+    ``crowding`` (``1 - total / predicted``), each with ``_lo`` / ``_hi`` 95% Student-t
+    intervals over the replications (paired replications for the ratio); ``half_total``
+    (extra new jobs from nudging half at random, with its interval); ``replications``;
+    ``base`` (True at the base scenario's own share).
     """
     n = float(res.n_learners)
     base_share = float(res.base.market.learner_share)
@@ -68,6 +69,7 @@ def crowding_share_table(res: SweepResults) -> pd.DataFrame:
             row[key], row[f"{key}_lo"], row[f"{key}_hi"] = mean_interval(v)
         for key, v, scale in (
             ("predicted", itt, n / 100),
+            ("predicted_study", itt_m, n / 100),
             ("total", tot, n / 100),
             ("half_total", half, n / 100),
         ):
@@ -116,7 +118,8 @@ def conclude_crowding_share(t: pd.DataFrame, n_learners: int) -> str:
 
     lo_r, hi_r = t.iloc[0], t.iloc[-1]
     text = [
-        f"Nudging all {n_learners:,} learners, the 50/50 study's ITT predicts "
+        f"Nudging all {n_learners:,} learners, the 50/50 design's true ITT over every "
+        "learner predicts "
         f"{jobs(lo_r['predicted'])} learners with a new job when learners are "
         f"{share(lo_r['learner_share'])} of the job seekers in their market, and "
         f"{jobs(hi_r['predicted'])} at {share(hi_r['learner_share'])}. Nudging everyone "
@@ -152,6 +155,21 @@ def conclude_crowding_share(t: pd.DataFrame, n_learners: int) -> str:
         text.append(
             "The predicted gain is clearly positive at fewer than two shares, so how crowding "
             "out changes with the share is not estimated."
+        )
+    ratio = t["itt_matched_pp"] / t["itt_pp"]
+    if np.isfinite(ratio).any() and (t["itt_pp"] > 0).all():
+        text.append(
+            "The study sees only its matched learners, whose ITT is "
+            f"{ratio.min():.1f} to {ratio.max():.1f} times the ITT over every learner "
+            "across the shares: its own ITT times every learner would predict "
+            f"{jobs(lo_r['predicted_study'])} at {share(lo_r['learner_share'])} and "
+            f"{jobs(hi_r['predicted_study'])} at {share(hi_r['learner_share'])}, so "
+            "extrapolating from the matched sample would overstate the gain before any "
+            "crowding out."
+            if ratio.min() > 1
+            else "The study sees only its matched learners, whose ITT is "
+            f"{ratio.min():.1f} to {ratio.max():.1f} times the ITT over every learner "
+            "across the shares."
         )
     base = t[t["base"]]
     if len(base):
@@ -223,6 +241,9 @@ def analyze(res: SweepResults, name: str = "crowding_share") -> Analysis:
             "predicted",
             "predicted_lo",
             "predicted_hi",
+            "predicted_study",
+            "predicted_study_lo",
+            "predicted_study_hi",
             "total",
             "total_lo",
             "total_hi",
