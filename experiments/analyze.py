@@ -5,7 +5,8 @@
 
 For each experiment whose sweep results exist (``<results>/<name>/results.parquet``, as
 written by ``credsim sweep experiments/sweeps/<name>.toml``) this draws the figures
-(PNG, into ``--out``), prints a short table and a one-paragraph conclusion; missing
+(300-dpi PNG and SVG into ``--out``, with the data behind a figure as CSV beside it where
+the analysis gives it), prints a short table and a one-paragraph conclusion; missing
 experiments are skipped with a message. The analysis itself, one module per experiment,
 is :mod:`sim.analysis` (notebooks 03 and 04 use it too); this script only reads the
 arguments, calls it and prints.
@@ -37,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out",
         type=Path,
         default=Path("results/figures"),
-        help="folder for the PNG figures (default: results/figures)",
+        help="folder for the figures, PNG and SVG (default: results/figures)",
     )
     p.add_argument(
         "--only",

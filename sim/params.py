@@ -787,6 +787,12 @@ class Signal(_Section):
 MIN_ARM_LEARNERS = 30
 
 
+#: Who gets the nudges (``study.targeting``); see :func:`sim.study.assign`.
+TARGETING = ("random", "low_employability", "predicted_effect")
+#: The twin world beside the study's (``study.mirror``); see :func:`sim.study.run_twins`.
+MIRRORS = ("flipped", "no_nudge")
+
+
 class Study(_Section):
     """The experiment layer: assignment and measurement."""
 
@@ -795,10 +801,50 @@ class Study(_Section):
         "share",
         "Share of each stratum assigned to the nudge. 0 and 1 (one arm: everyone or no one "
         "nudged, measured by twin runs) are always allowed; in between, each arm must expect "
-        f"at least {MIN_ARM_LEARNERS} matched learners (see Scenario.expected_matched).",
+        f"at least {MIN_ARM_LEARNERS} matched learners (see Scenario.expected_matched). "
+        "With a targeting other than 'random' it is the number of nudges as a share of "
+        "each graduation batch.",
         ge=0,
         le=1,
     )
+    targeting: str = _f(
+        "random",
+        "-",
+        "Who is nudged. 'random': the study's design, treated_share of every batch x "
+        "stratum cell at random. 'low_employability': in each batch, the treated_share "
+        "of learners with the lowest predicted chance of a new job without the nudge; "
+        "'predicted_effect': those with the highest predicted effect of the nudge. Both "
+        "predictions come from a model learnt on a simulated 50/50 study of the same "
+        "scenario in another world (sim.targeting). A targeted design is a policy, not "
+        "a randomized study: it needs mirror = 'no_nudge'.",
+    )
+    mirror: str = _f(
+        "flipped",
+        "-",
+        "The twin world run beside the study's. 'flipped': every learner's arm flipped "
+        "(the true effect of the design's assignment on each learner). 'no_nudge': a "
+        "world where no one is nudged, so the twin difference is the total effect of "
+        "the nudges, crowding out included; the study's estimators are then not run.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        for key, allowed in (("targeting", TARGETING), ("mirror", MIRRORS)):
+            value = getattr(self, key)
+            if value not in allowed:
+                near = difflib.get_close_matches(value, allowed, n=1, cutoff=0.5)
+                hint = f" (did you mean '{near[0]}'?)" if near else ""
+                raise _inconsistent(
+                    key, f"unknown value {value!r}{hint}; allowed values {list(allowed)}"
+                )
+        if self.targeting != "random" and self.mirror != "no_nudge":
+            raise _inconsistent(
+                "mirror",
+                f"targeting = {self.targeting!r} is a policy, not a randomized study: its "
+                "total effect needs the world where no one is nudged; allowed values with "
+                f"this targeting ['no_nudge'] (got {self.mirror!r})",
+            )
+        return self
 
 
 class Scenario(_Section):

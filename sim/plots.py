@@ -18,14 +18,18 @@ __all__ = [
     "ARM_COLORS",
     "GROUP_COLORS",
     "channel_effects",
+    "crowding_by_share",
     "crowding_out_bars",
     "cumulative_new_jobs",
     "effect_curves",
     "effect_heatmap",
+    "external_predictions",
     "network_sample",
     "new_jobs_by_arm",
     "sample_neighbourhood",
     "sharing_by_arm",
+    "targeting_totals",
+    "targeting_who_gains",
     "tertile_effects",
     "weekly_series",
 ]
@@ -38,8 +42,12 @@ def cumulative_new_jobs(curves: pd.DataFrame) -> Figure:
     """Share reporting a new job by months since randomization, by arm (paper Fig. 2).
 
     ``curves`` has columns ``months``, ``treated``, ``share`` and optionally ``rep``
-    (replications are averaged; the band is the 2.5-97.5% range across them).
+    (replications are averaged; the band is the 95% range of one study's curve, a
+    Student-t prediction interval from the ``R`` replications: mean +- t(R - 1) sd
+    sqrt(1 + 1/R)).
     """
+    from sim.analysis.common import t95
+
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
     for arm in (0, 1):
@@ -50,7 +58,9 @@ def cumulative_new_jobs(curves: pd.DataFrame) -> Figure:
             mean.index, mean.values, marker="o", ms=3, color=ARM_COLORS[arm], label=ARM_LABELS[arm]
         )
         if "rep" in c and c["rep"].nunique() > 1:
-            lo, hi = 100 * g.quantile(0.025), 100 * g.quantile(0.975)
+            n = g.count().astype(float)
+            half = 100 * t95(n) * g.std() * np.sqrt(1 + 1 / n)
+            lo, hi = mean - half, mean + half
             ax.fill_between(
                 mean.index, lo.values, hi.values, color=ARM_COLORS[arm], alpha=0.2, lw=0
             )
@@ -66,10 +76,14 @@ def tertile_effects(table: pd.DataFrame) -> Figure:
     """ITT on a new job by tertile of predicted employability: simulated beside paper.
 
     ``table`` is the reproduce table (``id``, ``itt_pp``, ``itt_se``, ``sim_sd``,
-    ``paper_itt_pp``, ``paper_se``, ``true_itt_pp``). Intervals are 95%: for the paper
-    its reported SE, for the simulation one study's spread (``sim_sd``) around the mean
-    estimate over replications.
+    ``paper_itt_pp``, ``paper_se``, ``true_itt_pp``; optionally ``replications``).
+    Intervals are 95%: for the paper its reported SE (normal, 1.96); for the simulation
+    the range of one study's estimate around the mean estimate, a Student-t prediction
+    interval from the ``R`` replications, ``t(R - 1) sim_sd sqrt(1 + 1/R)`` (1.96
+    ``sim_sd`` when ``replications`` is not given).
     """
+    from sim.analysis.common import Z95, t95
+
     t = table.set_index("id")
     groups = ["new_job_low", "new_job_medium", "new_job_high", "new_job"]
     labels = ["low", "medium", "high", "all"]
@@ -80,17 +94,21 @@ def tertile_effects(table: pd.DataFrame) -> Figure:
     pse = t.loc[groups, "paper_se"].to_numpy(float)
     sim = t.loc[groups, "itt_pp"].to_numpy(float)
     ssd = t.loc[groups, "sim_sd"].to_numpy(float)
+    half = Z95 * ssd
+    if "replications" in t:
+        reps = t.loc[groups, "replications"].to_numpy(float)
+        half = t95(reps) * ssd * np.sqrt(1 + 1 / reps)
     ax.errorbar(
         x - 0.12, paper, yerr=1.96 * pse, fmt="s", color="black", capsize=3, label="paper (95% CI)"
     )
     ax.errorbar(
         x + 0.12,
         sim,
-        yerr=1.96 * ssd,
+        yerr=half,
         fmt="o",
         color=ARM_COLORS[1],
         capsize=3,
-        label="simulated: mean estimate, 95% range of one study",
+        label="simulated: mean estimate, 95% range of one study (Student t)",
     )
     true = t.loc[groups, "true_itt_pp"].to_numpy(float)
     if np.isfinite(true).any():
@@ -697,4 +715,222 @@ def channel_effects(table: pd.DataFrame, *, title: str = "") -> Figure:
     ax.set_title(title or "Visibility versus signal", fontsize=10)
     ax.legend(frameon=False, fontsize=8)
     ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+# ---- issue 11: crowding out by market share, targeted nudging, other experiments --------
+
+RULE_COLORS = {"random": "#7f7f7f", "low_employability": "#c44e52", "predicted_effect": "#4c72b0"}
+RULE_LABELS = {
+    "random": "random",
+    "low_employability": "lowest predicted employability",
+    "predicted_effect": "highest predicted effect",
+}
+
+
+def _yerr(mean: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Asymmetric error bars from an interval (0 where the interval is missing)."""
+    err = np.vstack([mean - lo, hi - mean])
+    return np.where(np.isfinite(err), err, 0)
+
+
+def crowding_by_share(table: pd.DataFrame, *, title: str = "") -> Figure:
+    """Nudging everyone, by the learners' share of the job seekers in their market.
+
+    ``table`` has one row per share with columns ``learner_share`` (a fraction),
+    ``predicted`` (extra new jobs that the 50/50 study's ITT predicts for nudging
+    everyone), ``total`` (extra new jobs when everyone is nudged, from the twins),
+    ``crowding`` (``1 - total / predicted``), each with ``_lo`` / ``_hi`` 95% intervals,
+    and optionally ``base`` (True on the scenario's own share, marked). Left: the two
+    counts; right: the crowding-out share (%), where the prediction's interval is above 0
+    (elsewhere the ratio is not informative).
+    """
+    t = table.sort_values("learner_share")
+    x = 100 * t["learner_share"].to_numpy(float)
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    ax, bx = fig.subplots(1, 2)
+    lines = [
+        ("predicted", ARM_COLORS[0], "-", "50/50 ITT over all learners x all (prediction)"),
+        ("total", ARM_COLORS[1], "-", "everyone nudged vs no one (twins: total)"),
+    ]
+    for col, color, ls, label in lines:
+        m = t[col].to_numpy(float)
+        ax.errorbar(
+            x,
+            m,
+            yerr=_yerr(m, t[f"{col}_lo"].to_numpy(float), t[f"{col}_hi"].to_numpy(float)),
+            marker="o",
+            ms=4,
+            capsize=3,
+            color=color,
+            ls=ls,
+            label=label,
+        )
+    # the share crowded out means something only where the predicted gain is clearly > 0
+    keep = t["predicted_lo"].to_numpy(float) > 0
+    c = 100 * t["crowding"].to_numpy(float)
+    bx.errorbar(
+        x[keep],
+        c[keep],
+        yerr=_yerr(
+            c[keep],
+            100 * t["crowding_lo"].to_numpy(float)[keep],
+            100 * t["crowding_hi"].to_numpy(float)[keep],
+        ),
+        marker="o",
+        ms=4,
+        capsize=3,
+        color="black",
+        label="crowding out, 95% CI"
+        + ("" if keep.all() else "\n(left out where the prediction's CI reaches 0)"),
+    )
+    bx.axhline(100, color="grey", lw=0.8, ls=":")
+    if "base" in t and t["base"].any():
+        xb = 100 * t.loc[t["base"], "learner_share"].to_numpy(float)
+        for a in (ax, bx):
+            for v in xb:
+                a.axvline(v, color="goldenrod", lw=1.2, ls="--", label="the scenario's share")
+    for a in (ax, bx):
+        a.set_xscale("log")
+        a.set_xticks(x, [f"{v:g}" for v in x])
+        a.minorticks_off()
+        a.set_xlabel("learners' share of the job seekers in their market (%)")
+        a.axhline(0, color="grey", lw=0.8)
+        a.grid(alpha=0.3)
+        a.legend(frameon=False, fontsize=8)
+    ax.set_ylabel("extra learners with a new job (count)")
+    bx.set_ylabel("crowding out: share of the predicted gain lost (%)")
+    fig.suptitle(title or "Nudging everyone: prediction and total by market share", fontsize=11)
+    return fig
+
+
+def targeting_totals(table: pd.DataFrame, *, title: str = "") -> Figure:
+    """Extra new jobs from a fixed number of nudges, by who gets them.
+
+    ``table`` has one row per treated share and rule, with columns ``treated_share``,
+    ``rule`` (a key of :data:`RULE_LABELS`), ``nudges`` (how many), ``total`` (extra new
+    jobs over every learner, crowding out included), ``gross`` (the extra new jobs of
+    the learners nudged), each with ``_lo`` / ``_hi`` 95% intervals. Solid: total (net);
+    dashed: the nudged learners' own gain (gross).
+    """
+    fig = Figure(figsize=(7.2, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    rules = list(dict.fromkeys(table["rule"]))
+    span = table["nudges"].max() - table["nudges"].min() if len(table) else 0.0
+    for i, rule in enumerate(rules):
+        t = table[table["rule"] == rule].sort_values("nudges")
+        dx = (i - (len(rules) - 1) / 2) * 0.012 * (span or 1.0)
+        x = t["nudges"].to_numpy(float) + dx
+        color = RULE_COLORS.get(rule)
+        for col, ls, suffix in (
+            ("total", "-", "total (net)"),
+            ("gross", "--", "gain of the nudged"),
+        ):
+            m = t[col].to_numpy(float)
+            ax.errorbar(
+                x,
+                m,
+                yerr=_yerr(m, t[f"{col}_lo"].to_numpy(float), t[f"{col}_hi"].to_numpy(float)),
+                marker="o" if ls == "-" else "x",
+                ms=4,
+                capsize=3,
+                ls=ls,
+                color=color,
+                alpha=1.0 if ls == "-" else 0.6,
+                label=f"{RULE_LABELS.get(rule, rule)}: {suffix}",
+            )
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("nudges given (learners)")
+    ax.set_ylabel("extra learners with a new job (count)")
+    ax.set_title(title or "Targeted nudging: extra new jobs net of crowding out", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=7)
+    return fig
+
+
+def targeting_who_gains(table: pd.DataFrame, *, title: str = "") -> Figure:
+    """Who gains from each targeting rule: extra new jobs by third of baseline
+    employability, one panel per treated share.
+
+    ``table`` has one row per treated share, rule and tertile (``low``, ``medium``,
+    ``high``) with columns ``treated_share``, ``rule``, ``tertile``, ``jobs`` (extra new
+    jobs of the learners of that third, nudged or not), ``jobs_lo`` and ``jobs_hi``.
+    """
+    shares = sorted(table["treated_share"].unique())
+    rules = list(dict.fromkeys(table["rule"]))
+    tertiles = ["low", "medium", "high"]
+    fig = Figure(figsize=(4.0 * max(len(shares), 1), 4.2), layout="constrained")
+    axs = np.atleast_1d(fig.subplots(1, max(len(shares), 1), sharey=True))
+    width = 0.8 / max(len(rules), 1)
+    xs = np.arange(len(tertiles))
+    for ax, share in zip(axs, shares, strict=False):
+        t = table[table["treated_share"] == share]
+        for i, rule in enumerate(rules):
+            r = t[t["rule"] == rule].set_index("tertile").reindex(tertiles)
+            pos = xs + (i - (len(rules) - 1) / 2) * width
+            m = r["jobs"].to_numpy(float)
+            ax.bar(
+                pos,
+                np.nan_to_num(m),
+                width=width * 0.9,
+                color=RULE_COLORS.get(rule),
+                alpha=0.8,
+                label=RULE_LABELS.get(rule, rule),
+            )
+            ax.errorbar(
+                pos,
+                m,
+                yerr=_yerr(m, r["jobs_lo"].to_numpy(float), r["jobs_hi"].to_numpy(float)),
+                fmt="none",
+                ecolor="black",
+                capsize=2,
+            )
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xticks(xs, tertiles)
+        ax.set_xlabel("baseline employability (third)")
+        ax.set_title(f"{100 * share:g}% of learners nudged", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axs[0].set_ylabel("extra learners with a new job (count)")
+    axs[0].legend(frameon=False, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def external_predictions(table: pd.DataFrame, *, title: str = "") -> Figure:
+    """Other experiments predicted out of sample: the model's relative effect beside the
+    published one.
+
+    ``table`` has one row per experiment with columns ``label``, ``published_rel`` (the
+    published relative effect, a fraction; NaN if none), ``predicted_rel`` with
+    ``predicted_rel_lo`` / ``predicted_rel_hi`` (the model's true relative effect and its
+    95% interval over replications).
+    """
+    t = table.reset_index(drop=True)
+    y = np.arange(len(t))[::-1]
+    fig = Figure(figsize=(7.2, 0.9 + 0.6 * len(t)), layout="constrained")
+    ax = fig.add_subplot()
+    m = 100 * t["predicted_rel"].to_numpy(float)
+    lo, hi = (
+        100 * t["predicted_rel_lo"].to_numpy(float),
+        100 * t["predicted_rel_hi"].to_numpy(float),
+    )
+    err = np.vstack([m - lo, hi - m])
+    ax.errorbar(
+        m,
+        y,
+        xerr=np.where(np.isfinite(err), err, 0),
+        fmt="o",
+        color=ARM_COLORS[1],
+        capsize=3,
+        label="model (twins), 95% CI over replications",
+    )
+    pub = 100 * t["published_rel"].to_numpy(float)
+    ax.scatter(pub, y + 0.15, marker="s", color="black", zorder=3, label="published")
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(y, t["label"], fontsize=8)
+    ax.set_xlabel("effect relative to the control group (%)")
+    ax.set_title(title or "Other experiments, predicted out of sample", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(frameon=False, fontsize=8, loc="best")
     return fig

@@ -10,7 +10,9 @@ study.
   developing country x college degree) ``study.treated_share`` of the learners are
   assigned to the nudge. The model takes the assignment as an input
   (``CredentialMarket(treated=...)``) and applies it; when none is given it asks this
-  function for the study's design.
+  function for the study's design. ``study.targeting`` other than ``"random"`` gives
+  the nudges instead to the learners a model learnt on a pilot 50/50 study ranks first
+  (:mod:`sim.targeting`): a policy rather than a randomized study.
 * **Measurement** (:func:`study_dataset`, :func:`population_dataset`). At the collection
   date the study sees the *matched* learners' profiles: whether the credential is shared,
   and reported jobs. A new job is one that started at least ``calendar.new_job_min_weeks``
@@ -23,6 +25,13 @@ study.
   so each learner's outcome under both arms is known and the *true* effect is the mean
   difference. With ``treated_share = 1`` the mirror is a world where no one is nudged, and
   the twin difference is the total effect of nudging everyone.
+* **Policies** (``study.mirror = "no_nudge"``, :func:`policy`). The mirror is the world
+  where no one is nudged, whatever the assignment: the twin difference is then the total
+  effect of the nudges given, spillovers onto the learners not nudged included
+  (:func:`policy_truth`: over the matched learners and over everyone, among the nudged
+  and the others, by third of baseline employability). Targeted designs need it. The
+  study's estimators are not run (a targeted assignment is not random, and the twins
+  measure the policy without sampling noise).
 * **One arm** (``treated_share`` 0 or 1). No estimator can run on a study with an empty
   arm; :func:`run_study` then reports the twins' true effects only (estimator ``"twin"``)
   and refuses to run without twins, since there would be nothing to measure.
@@ -42,6 +51,7 @@ from sim.model import CredentialMarket, RunResult
 from sim.params import Scenario
 from sim.population import Learners, stratified_assignment
 from sim.runner.tasks import ESTIMATE_COLUMNS as _ESTIMATE_COLUMNS
+from sim.targeting import TargetingModel
 
 __all__ = [
     "ESTIMATE_COLUMNS",
@@ -50,6 +60,8 @@ __all__ = [
     "Twins",
     "assign",
     "one_arm",
+    "policy",
+    "policy_truth",
     "population_dataset",
     "run_study",
     "run_twins",
@@ -88,19 +100,48 @@ _FLAGS = ("treated", "developing", "college", "past_tech", "past_manager", "empl
 # ---- design ---------------------------------------------------------------------------
 
 
-def assign(scenario: Scenario, population: Learners, rng: np.random.Generator) -> np.ndarray:
-    """The study's assignment: ``treated_share`` of every batch x stratum cell, at random.
+def assign(
+    scenario: Scenario,
+    population: Learners,
+    rng: np.random.Generator,
+    model: TargetingModel | None = None,
+) -> np.ndarray:
+    """The study's assignment: who is nudged (``study.targeting``).
 
-    Within a cell of ``g`` learners exactly ``floor(g * share)`` are treated, plus one more
-    with probability equal to the remainder (:func:`sim.population.stratified_assignment`).
+    ``"random"`` (the study): ``treated_share`` of every batch x stratum cell, at random;
+    within a cell of ``g`` learners exactly ``floor(g * share)`` are treated, plus one
+    more with probability equal to the remainder
+    (:func:`sim.population.stratified_assignment`).
+
+    ``"low_employability"`` / ``"predicted_effect"`` (a policy): ``treated_share`` of
+    every graduation batch, those whom ``model`` ranks first
+    (:func:`sim.targeting.select`). Without ``model`` one is learnt here on a pilot
+    50/50 study of ``scenario`` in a world of its own, seeded from ``rng``
+    (:func:`sim.targeting.learn_from_pilot`).
     """
-    cells = population.stratum.astype(np.int64) * 64 + population.batch
-    return stratified_assignment(cells, scenario.study.treated_share, rng)
+    study = scenario.study
+    if study.targeting == "random":
+        cells = population.stratum.astype(np.int64) * 64 + population.batch
+        return stratified_assignment(cells, study.treated_share, rng)
+    from sim import targeting
+
+    if study.treated_share in (0.0, 1.0):  # no one or everyone: nothing to rank
+        return np.full(len(population), study.treated_share == 1.0)
+    if model is None:
+        model = targeting.learn_from_pilot(scenario, targeting.pilot_seed(rng), study.targeting)
+    scores = model.score(targeting.trait_frame(population))
+    return targeting.select(scores, population.batch, study.treated_share, rng)
 
 
 def one_arm(scenario: Scenario) -> bool:
     """Whether the design leaves one arm empty (``treated_share`` 0 or 1)."""
     return scenario.study.treated_share in (0.0, 1.0)
+
+
+def policy(scenario: Scenario) -> bool:
+    """Whether the twin is the world where no one is nudged (``study.mirror =
+    "no_nudge"``): the design is then measured as a policy, by its total effects."""
+    return scenario.study.mirror == "no_nudge"
 
 
 # ---- measurement ----------------------------------------------------------------------
@@ -173,14 +214,21 @@ class Twins:
 
         Columns ``<outcome>_1`` / ``<outcome>_0`` for ``shared``, ``new_job``,
         ``new_job_in_scope``, ``any_view``.
+
+        With ``study.mirror = "no_nudge"`` (:func:`policy`) the mirror is the world where
+        no one is nudged: ``<outcome>_1`` is then every learner's outcome under the
+        study's assignment (nudged or not) and ``<outcome>_0`` without any nudge, so
+        ``Y(1) - Y(0)`` is what the whole assignment did to each learner, crowding out
+        of the ones not nudged included.
         """
         a, b = self.study.learners, self.mirror.learners
         treated = a["treated"].to_numpy()
         out = a[["learner", "matched", "treated"]].copy()
         pa, pb = _outcomes(a), _outcomes(b)
+        world = np.ones_like(treated) if policy(self.scenario) else treated
         for k in pa:
-            out[f"{k}_1"] = np.where(treated, pa[k], pb[k]).astype(np.int8)
-            out[f"{k}_0"] = np.where(treated, pb[k], pa[k]).astype(np.int8)
+            out[f"{k}_1"] = np.where(world, pa[k], pb[k]).astype(np.int8)
+            out[f"{k}_0"] = np.where(world, pb[k], pa[k]).astype(np.int8)
         return out
 
 
@@ -220,7 +268,8 @@ def run_twins(
 ) -> Twins:
     """Run the study world and its mirror (see the module docstring).
 
-    ``progress(done, total)`` counts weeks over both runs.
+    The mirror flips every learner's arm, or (``study.mirror = "no_nudge"``) nudges no
+    one. ``progress(done, total)`` counts weeks over both runs.
     """
     a = CredentialMarket(scenario, rng=seed)
     b = CredentialMarket(
@@ -229,7 +278,7 @@ def run_twins(
         population=a.population,
         employers=a.market.employers,
         graph=a.network,
-        treated=~a.treated,
+        treated=np.zeros_like(a.treated) if policy(scenario) else ~a.treated,
     )
     total = 2 * a.weeks_total
 
@@ -343,6 +392,11 @@ def run_study(
             f"study.treated_share = {scenario.study.treated_share}: one arm is empty, so no "
             "estimator can run; run it with twin=True for the true effects"
         )
+    if policy(scenario) and not twin:
+        raise ValueError(
+            'study.mirror = "no_nudge": the design is measured by its total effects, '
+            "from the twin world where no one is nudged; run it with twin=True"
+        )
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     with threadpool_limits(1):
         return _run_study(
@@ -350,7 +404,7 @@ def run_study(
             ss,
             twin=twin,
             keep_dataset=keep_dataset,
-            estimate=estimate and not single,
+            estimate=estimate and not single and not policy(scenario),
             single=single,
         )
 
@@ -364,7 +418,12 @@ def _run_study(
     estimate: bool,
     single: bool,
 ) -> StudyResult:
-    from sim.estimate import STUDY_COLUMNS, employability_tertiles, study_estimates
+    from sim.estimate import (
+        STUDY_COLUMNS,
+        TERTILE_LABELS,
+        employability_tertiles,
+        study_estimates,
+    )
 
     if twin:
         tw = run_twins(scenario, seed)
@@ -375,7 +434,14 @@ def _run_study(
     ds = study_dataset(learners, scenario)
     pop = population_dataset(learners, scenario)
     tseed = int(seed.generate_state(1)[0] % 100_000)
-    if single:
+    if policy(scenario):  # twin is required: who gains, by baseline employability
+        codes = _baseline_tertiles(tw, tseed)
+        matched = learners["matched"].to_numpy()
+        tert = pd.Series(
+            pd.Categorical.from_codes(codes[matched], categories=list(TERTILE_LABELS)),
+            index=ds.index,
+        )
+    elif single:
         tert = pd.Series(pd.NA, index=ds.index, dtype="string")
     else:
         tert = employability_tertiles(ds, seed=tseed)
@@ -383,7 +449,12 @@ def _run_study(
         est = study_estimates(ds, tertiles=tert, pop_df=pop, seed=tseed)
     else:
         est = pd.DataFrame(columns=list(STUDY_COLUMNS))
-    truth = _truth(tw.potential_outcomes(), ds, tert, single) if twin else _empty_truth()
+    if twin and policy(scenario):
+        truth = policy_truth(tw.potential_outcomes(), codes, itt=_randomized(scenario))
+    elif twin:
+        truth = _truth(tw.potential_outcomes(), ds, tert, single)
+    else:
+        truth = _empty_truth()
     return StudyResult(
         scenario=scenario,
         seed_entropy=int(seed.entropy),
@@ -430,6 +501,84 @@ def _truth(po: pd.DataFrame, ds: pd.DataFrame, tert: pd.Series, single: bool) ->
     rows += [
         _truth_row(rid, out, group, matched, mask, late=True) for rid, out, group, mask in lates
     ]
+    return pd.DataFrame(rows)
+
+
+def _randomized(scenario: Scenario) -> bool:
+    """Random assignment with both arms non-empty: a within-world ITT exists."""
+    return scenario.study.targeting == "random" and not one_arm(scenario)
+
+
+def _baseline_tertiles(tw: Twins, seed: int) -> np.ndarray:
+    """Each learner's third (0 low, 1 medium, 2 high) of predicted employability in the
+    world where no one is nudged (:func:`sim.targeting.baseline_employability`)."""
+    from sim import targeting
+
+    scores = targeting.baseline_employability(tw.mirror.learners, seed=seed)
+    return targeting.tertile_codes(scores)
+
+
+#: Population groups of :func:`policy_truth`: (id suffix, group label).
+POLICY_ARMS = (("", "population"), ("_nudged", "nudged"), ("_not_nudged", "not_nudged"))
+
+
+def policy_truth(po: pd.DataFrame, tertiles: np.ndarray, itt: bool = False) -> pd.DataFrame:
+    """The twins' rows of a policy design (``study.mirror = "no_nudge"``).
+
+    ``po`` is :meth:`Twins.potential_outcomes` of the policy's twins (``Y(1)``: under
+    the assignment, ``Y(0)``: no one nudged), ``tertiles`` each learner's third of
+    baseline employability (0, 1, 2). Every row is a mean of ``Y(1) - Y(0)`` (pp) with
+    its ``n`` and mean ``Y(0)`` (%), as :func:`_truth` writes them:
+
+    * ``shared``, ``new_job``, ``new_job_in_scope`` (matched learners, group ``all``) and
+      ``any_view`` (everyone): the same rows as a one-arm design's;
+    * ``pop_<outcome>`` over every learner (group ``population``): the total effect per
+      learner, crowding out included, for ``shared``, ``new_job``, ``new_job_in_scope``;
+    * ``pop_new_job_nudged`` / ``pop_new_job_not_nudged``: among the learners nudged
+      (the gain of those chosen) and the others (what the nudges did to them: crowding
+      out when negative);
+    * ``pop_new_job_<tertile>`` and ``pop_new_job_<tertile>_nudged`` /
+      ``_not_nudged`` for the tertiles ``low``, ``medium``, ``high``: who gains;
+    * with ``itt`` (a random assignment with both arms): ``itt_new_job`` (matched) and
+      ``pop_itt_new_job`` (everyone), the ITT the study would estimate in this world,
+      measured without sampling noise as the nudged learners' total effect minus the
+      others' (group ``itt``).
+    """
+    from sim.estimate import TERTILE_LABELS
+
+    everyone = np.ones(len(po), dtype=bool)
+    matched = po["matched"].to_numpy()
+    nudged = po["treated"].to_numpy().astype(bool)
+    groups = [
+        ("shared", "shared", "all", matched),
+        ("new_job", "new_job", "all", matched),
+        ("new_job_in_scope", "new_job_in_scope", "all", matched),
+        ("any_view", "any_view", "population", everyone),
+    ]
+    groups += [(f"pop_{k}", k, "population", everyone) for k in OUTCOMES]
+    arms = {"": everyone, "_nudged": nudged, "_not_nudged": ~nudged}
+    groups += [
+        (f"pop_new_job{suffix}", "new_job", label, arms[suffix])
+        for suffix, label in POLICY_ARMS[1:]
+    ]
+    for code, tert in enumerate(TERTILE_LABELS):
+        in_t = tertiles == code
+        groups += [
+            (f"pop_new_job_{tert}{suffix}", "new_job", f"{tert}{suffix}", in_t & arms[suffix])
+            for suffix, _ in POLICY_ARMS
+        ]
+    rows = [_truth_row(rid, out, group, po, mask) for rid, out, group, mask in groups]
+    if itt:
+        for rid, mask in (("itt_new_job", matched), ("pop_itt_new_job", everyone)):
+            row = _truth_row(rid, "new_job", "itt", po, mask)
+            d = (po["new_job_1"].to_numpy(float) - po["new_job_0"].to_numpy(float))[mask]
+            arm = nudged[mask]
+            row["true_effect"] = (
+                100 * float(d[arm].mean() - d[~arm].mean())
+                if arm.any() and (~arm).any()
+                else math.nan
+            )
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -18,6 +18,8 @@ from sim.params import BASE_KEY, Scenario, field_info, load_scenario
 FILES = sorted(SCENARIO_DIR.glob("*.toml"))
 IDS = [p.stem for p in FILES]
 SCHEMA_KEYS = {f"{s}.{k}" for s, body in Scenario().to_dict().items() for k in body}
+#: Study-design keys (issue 11) that a paper.toml calibrated before them may leave out.
+STUDY_KEYS_AFTER_CALIBRATION = {"study.targeting", "study.mirror"}
 #: The parameters `credsim calibrate` fits.
 FREE = {p.key: p for p in (*calibrate.SHARING_PARAMS, *calibrate.MARKET_PARAMS)}
 
@@ -57,7 +59,11 @@ def test_scenario_file_loads_and_resolves_to_a_complete_scenario(path):
 def test_calibrated_numbers_are_written_in_paper_toml_only(path):
     written = _written(path)
     if path.stem == "paper":  # the calibration's output: every key explicit
-        assert set(written) == SCHEMA_KEYS
+        # except study-design keys added to the schema after the committed calibration:
+        # they take their defaults until the next `credsim calibrate` writes them
+        missing = SCHEMA_KEYS - set(written)
+        assert missing <= STUDY_KEYS_AFTER_CALIBRATION, missing
+        assert set(written) <= SCHEMA_KEYS
         return
     assert set(written) - {f"meta.{BASE_KEY}"} <= SCHEMA_KEYS
     paper = scenarios.load("paper")

@@ -300,6 +300,8 @@ def test_experiment_sweep_files_are_valid() -> None:
         "signal_precision": (4, 4, True),
         "bench_small": (10, 10, False),
         "everyone_nudged_pause": (2, 4, True),
+        "crowding_share": (14, 5, True),
+        "targeted_nudging": (9, 8, True),
     }
     files = sorted(SWEEPS.glob("*.toml"))
     assert {p.stem for p in files} == set(expected)

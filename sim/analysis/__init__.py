@@ -16,7 +16,15 @@ conclusion of its sweep (``credsim sweep experiments/sweeps/<name>.toml``):
   applications (no active on-the-job search; the file keeps the name of the 26-week
   search pause it replaced, which the open market no longer has);
 - :mod:`~sim.analysis.channels`: the new-job effect with visibility and signal each on
-  or off.
+  or off;
+- :mod:`~sim.analysis.crowding_share`: the 50/50 study's prediction for nudging everyone
+  against the total effect, by the learners' share of the job seekers in their market;
+- :mod:`~sim.analysis.targeted_nudging`: a fixed number of nudges at random, to the least
+  employable or to the highest predicted effects: total new jobs net of crowding out,
+  and who gains.
+
+:mod:`~sim.analysis.other_experiments` predicts other published experiments out of
+sample (its own runner, ``experiments/other_experiments.py``, not a sweep).
 
 What they share (loading a result folder, per-point means and intervals, the calibrated
 point, saving figures) is in :mod:`~sim.analysis.common`, with the conventions (units,
@@ -41,12 +49,14 @@ from typing import Any
 from sim.analysis import (
     channels,
     credibility_boost,
+    crowding_share,
     curves,
     everyone_nudged,
     nudge_credibility,
     signal_precision,
     small,
     stronger_nudge,
+    targeted_nudging,
 )
 from sim.analysis.channels import CHANNEL_LABELS, channels_table, conclude_channels
 from sim.analysis.common import (
@@ -109,6 +119,7 @@ __all__ = [
     "credibility_needed",
     "crowding_out",
     "crowding_out_table",
+    "crowding_share",
     "curve_table",
     "curves",
     "everyone_nudged",
@@ -128,6 +139,7 @@ __all__ = [
     "small_sweep",
     "stronger_nudge",
     "surface_thresholds",
+    "targeted_nudging",
     "thresholds_table",
 ]
 
@@ -140,6 +152,8 @@ EXPERIMENTS = (
     "everyone_nudged",
     "everyone_nudged_pause",
     "channels",
+    "crowding_share",
+    "targeted_nudging",
 )
 #: Experiments analysed as another one (the same design in a changed market).
 VARIANT_OF = {"everyone_nudged_pause": "everyone_nudged"}
@@ -150,6 +164,8 @@ _MODULES = {
     "stronger_nudge": stronger_nudge,
     "everyone_nudged": everyone_nudged,
     "channels": channels,
+    "crowding_share": crowding_share,
+    "targeted_nudging": targeted_nudging,
 }
 
 

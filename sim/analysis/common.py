@@ -52,11 +52,14 @@ __all__ = [
     "calibrated_point",
     "load_experiment",
     "load_results",
+    "mean_interval",
     "nearest",
     "pct",
     "point_row",
     "point_table",
     "pp",
+    "ratio_interval",
+    "replication_values",
     "save_figures",
     "short_table",
     "t95",
@@ -331,6 +334,8 @@ class Analysis:
     extra: dict[str, Any] = field(default_factory=dict)
     #: Further tables printed after ``table``, each under its heading.
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: The numbers drawn in each figure (same keys as ``figures``), saved beside it as CSV.
+    figure_data: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def report(self) -> str:
         """The printed text: the table, the further tables, then the conclusion."""
@@ -348,13 +353,73 @@ def short_table(df: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
     return df[list(cols)].round(3)
 
 
-def save_figures(analysis: Analysis, out_dir: str | Path, dpi: int = 120) -> list[Path]:
-    """Save every figure as ``<out_dir>/<name>_<figure>.png``; return the paths."""
+def save_figures(
+    analysis: Analysis,
+    out_dir: str | Path,
+    dpi: int = 300,
+    formats: Sequence[str] = ("png", "svg"),
+) -> list[Path]:
+    """Save every figure as ``<out_dir>/<name>_<figure>.<format>`` (PNG at ``dpi``, SVG
+    as vectors) and the data behind it, when the analysis gives it
+    (:attr:`Analysis.figure_data`), as ``<name>_<figure>.csv``; return the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for key, fig in analysis.figures.items():
-        path = out / f"{analysis.name}_{key}.png"
-        fig.savefig(path, dpi=dpi)
-        paths.append(path)
+        for fmt in formats:
+            path = out / f"{analysis.name}_{key}.{fmt}"
+            fig.savefig(path, dpi=dpi, format=fmt)
+            paths.append(path)
+        if key in analysis.figure_data:
+            path = out / f"{analysis.name}_{key}.csv"
+            analysis.figure_data[key].to_csv(path, index=False)
+            paths.append(path)
     return paths
+
+
+def mean_interval(values: Iterable[float]) -> tuple[float, float, float]:
+    """Mean of the finite ``values`` (one per replication) and its 95% interval,
+    ``mean +- t95(n) sd / sqrt(n)``; NaN bounds with fewer than two values."""
+    v = np.asarray(list(values), dtype=float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return math.nan, math.nan, math.nan
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, math.nan, math.nan
+    half = float(t95(len(v))) * float(v.std(ddof=1)) / math.sqrt(len(v))
+    return m, m - half, m + half
+
+
+def ratio_interval(num: Iterable[float], den: Iterable[float]) -> tuple[float, float, float]:
+    """``mean(num) / mean(den)`` over paired replications and its 95% interval.
+
+    The ratio estimator's linearization: with ``r`` the ratio and ``z_i = num_i - r den_i``,
+    ``se(r) = sd(z) / (sqrt(n) |mean(den)|)``, and the interval ``r +- t95(n) se(r)``
+    (Student's t, ``n - 1`` degrees of freedom). Pairs with a non-finite member are left
+    out; NaN bounds with fewer than two pairs, NaN everything when ``mean(den)`` is 0.
+    """
+    a, b = np.asarray(list(num), dtype=float), np.asarray(list(den), dtype=float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    if not len(a) or b.mean() == 0:
+        return math.nan, math.nan, math.nan
+    r = float(a.mean() / b.mean())
+    if len(a) < 2:
+        return r, math.nan, math.nan
+    se = float((a - r * b).std(ddof=1)) / (math.sqrt(len(a)) * abs(float(b.mean())))
+    half = float(t95(len(a))) * se
+    return r, r - half, r + half
+
+
+def replication_values(
+    res: SweepResults, rid: str, column: str = "true_effect", **where: Any
+) -> pd.Series:
+    """One value per replication of estimate ``rid`` at the point with the parameter
+    values ``where``: a Series indexed by replication (finished tasks only)."""
+    ok = res.ok
+    sel = ok["id"] == rid
+    for k, v in where.items():
+        sel &= ok[k] == v
+    rows = ok[sel]
+    return rows.groupby("replication")[column].first().astype(float)

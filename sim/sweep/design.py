@@ -7,8 +7,8 @@ hypercube, :mod:`scipy.stats.qmc`) when there are ``range`` keys.
 Point ``p`` and replication ``r`` make task ``p{p:04d}-r{r:02d}`` at position
 ``i = p * replications + r``; its seed is child ``i`` of
 ``np.random.SeedSequence(seed).spawn(n_points * replications)``, recorded as (entropy,
-spawn_key). The sample's scrambling uses the child with spawn_key ``(2**32 - 1,)``,
-which no task uses.
+spawn_key); with ``common_seeds`` it is child ``r``, the same for every point. The
+sample's scrambling uses the child with spawn_key ``(2**32 - 1,)``, which no task uses.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ def expand(spec: SweepSpec) -> list[Task]:
     for p, point in enumerate(spec.points):
         for r in range(reps):
             i = p * reps + r
+            child = seeds[r] if spec.common_seeds else seeds[i]
             tasks.append(
                 Task(
                     task_id=f"p{p:0{pw}d}-r{r:0{rw}d}",
@@ -87,8 +88,8 @@ def expand(spec: SweepSpec) -> list[Task]:
                     replication=r,
                     index=i,
                     overrides=dict(point),
-                    seed_entropy=int(seeds[i].entropy),
-                    spawn_key=tuple(int(k) for k in seeds[i].spawn_key),
+                    seed_entropy=int(child.entropy),
+                    spawn_key=tuple(int(k) for k in child.spawn_key),
                     twin=spec.twin,
                     base=spec.base,
                 )

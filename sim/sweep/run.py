@@ -80,6 +80,7 @@ def _sweep_manifest(
         "master_seed": spec.seed,
         "replications": spec.replications,
         "twin": spec.twin,
+        "common_seeds": spec.common_seeds,
         "n_points": spec.n_points,
         "n_tasks": spec.n_tasks,
         "overrides": spec.overrides,

@@ -9,6 +9,7 @@ A TOML file with three tables::
     replications = 2           # simulated studies per point, >= 1
     seed = 20260301            # master seed, >= 0
     twin = false               # optional: also run each study's twin for the true effects
+    common_seeds = false       # optional: replication r of every point uses the same seed
 
     [sweep.overrides]          # optional: fixed changes to the base, dotted keys
     "population.n_learners" = 3000
@@ -21,6 +22,12 @@ A TOML file with three tables::
     [sample]                   # optional: a space-filling design over the `range` keys
     method = "sobol"           # or "lhs"; scrambled, seeded from the master seed
     n = 64                     # Sobol' needs a power of 2
+
+``common_seeds = true`` gives replication ``r`` of every point the same seed (common
+random numbers across points: the same population, graph and weekly draws wherever the
+parameters leave them alone), so that differences between points are the parameters'
+and not the worlds'; compare points replication by replication then. By default every
+task has a seed of its own.
 
 ``relative = true`` reads the numbers as multiples of the base scenario's value (after
 ``[sweep.overrides]``), so a file can say "0 to 4 times the calibrated nudge" before the
@@ -53,7 +60,16 @@ from sim.sweep.design import design_points
 __all__ = ["Parameter", "SweepError", "SweepSpec", "load_sweep", "parse_sweep"]
 
 _TABLES = {
-    "sweep": ("name", "description", "base", "replications", "seed", "twin", "overrides"),
+    "sweep": (
+        "name",
+        "description",
+        "base",
+        "replications",
+        "seed",
+        "twin",
+        "common_seeds",
+        "overrides",
+    ),
     "parameters": (),
     "sample": ("method", "n"),
 }
@@ -106,6 +122,7 @@ class SweepSpec:
     sample_method: str | None
     sample_n: int | None
     points: tuple[dict[str, Any], ...] = dataclasses.field(repr=False)
+    common_seeds: bool = False  # replication r of every point shares a seed
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -177,6 +194,7 @@ def parse_sweep(text: str, source: str = "<sweep>", folder: str | Path = ".") ->
     if seed < 0:
         raise SweepError(f"{source}: [sweep] seed: expected an integer >= 0, got {seed}")
     twin = _typed(sw, "twin", bool, source, default=False)
+    common_seeds = _typed(sw, "common_seeds", bool, source, default=False)
     fixed = _dotted(_typed(sw, "overrides", dict, source, default={}), source, "[sweep.overrides]")
 
     base_path = _resolve_base(base_ref, Path(folder), source)
@@ -244,6 +262,11 @@ def parse_sweep(text: str, source: str = "<sweep>", folder: str | Path = ".") ->
                 "so there is nothing to estimate; set twin = true in [sweep] to "
                 "record the true effects"
             )
+        if not twin and scenario.study.mirror == "no_nudge":
+            raise SweepError(
+                f'{source}: study.mirror = "no_nudge" measures a policy by its twin '
+                "world where no one is nudged; set twin = true in [sweep]"
+            )
     return SweepSpec(
         name=name,
         description=description,
@@ -257,6 +280,7 @@ def parse_sweep(text: str, source: str = "<sweep>", folder: str | Path = ".") ->
         replications=replications,
         seed=seed,
         twin=twin,
+        common_seeds=common_seeds,
         parameters=parameters,
         sample_method=sample_method,
         sample_n=sample_n,
