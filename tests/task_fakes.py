@@ -196,8 +196,10 @@ CENTRE = np.array(
 #: The scale of each moment's response (pp): about the paper's SE of that moment, so that
 #: the residuals in SE units respond alike.
 SCALE = np.array(
-    [0.3, 0.45, 0.25, 0.4, 0.06, 0.09, 0.35, 0.5, 0.3, 0.6, 0.5, 1.1, 0.03, 0.005, 0.04, 0.1]
-    + [0.5]
+    [
+        *(0.3, 0.45, 0.25, 0.4, 0.06, 0.09, 0.35, 0.5, 0.3, 0.6, 0.5, 1.1),
+        *(0.03, 0.005, 0.04, 0.1, 0.5),  # the flows: U->E, E->E, 2+ hires, survival, drift
+    ]
 )
 #: d moment / d u (pp per range width): for the six fitted moments, ``SCALE`` times a
 #: well-conditioned matrix (each moment moved mostly by "its" parameter); the tertile
