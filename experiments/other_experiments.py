@@ -31,32 +31,12 @@ import pandas as pd
 from sim import scenarios
 from sim.analysis import other_experiments as ox
 from sim.analysis.common import save_figures
+from sim.cli import progress_bar
 from sim.runner import Record, open_executor, open_store, run_tasks, scenario_record
 
 #: Replications per experiment: a Student-t interval over 8 worlds (t = 2.36).
 REPLICATIONS = 8
 SEED = 20260413
-
-
-def _progress(console):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("tasks"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,14 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.print(f"{done} of {len(tasks)} tasks already done; resuming", markup=False)
         with open_executor(args.workers, args.scheduler, in_process=True) as pool:
             try:
-                with _progress(console) as bar:
-                    job = bar.add_task("", total=len(tasks) - done)
+                with progress_bar(console, "tasks", len(tasks) - done) as advance:
                     run = run_tasks(
                         tasks,
                         store,
                         pool.executor,
                         ox.run_external,
-                        progress=lambda d, tot: bar.update(job, completed=d, total=tot),
+                        progress=advance,
                         log=lambda msg: console.print(msg, markup=False),
                     )
             except KeyboardInterrupt:

@@ -402,7 +402,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         if args.overwrite:
             _remove_tree(out)
         try:
-            with _progress(console, "replications", args.replications) as advance:
+            with progress_bar(console, "replications", args.replications) as advance:
                 reps = reproduce.replicate(
                     scenario,
                     args.replications,
@@ -612,8 +612,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class _progress:
-    """A rich progress bar with ETA; the context value is an ``advance(done, total)``."""
+class progress_bar:
+    """A rich progress bar with ETA; the context value is an ``advance(done, total)``
+    (the bar of every long ``credsim`` command, and of the experiment scripts)."""
 
     def __init__(self, console: Any, what: str, total: int):
         from rich.progress import (
@@ -763,7 +764,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     with _executor(args) as pool:
         try:
-            with _progress(console, "tasks", None) as advance:
+            with progress_bar(console, "tasks", None) as advance:
                 outcome = sweep.run_sweep(
                     spec,
                     out,

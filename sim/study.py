@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -51,7 +51,9 @@ from sim.model import CredentialMarket, RunResult
 from sim.params import Scenario
 from sim.population import Learners, stratified_assignment
 from sim.runner.tasks import ESTIMATE_COLUMNS as _ESTIMATE_COLUMNS
-from sim.targeting import TargetingModel
+
+if TYPE_CHECKING:  # sim.targeting imports the estimators: not on the path of a run
+    from sim.targeting import TargetingModel
 
 __all__ = [
     "ESTIMATE_COLUMNS",

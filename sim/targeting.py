@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim.estimate import DEFAULT_FEATURES
 from sim.params import CREDENTIAL_TYPES, DOMAINS, EDUCATION_LEVELS, Scenario
 from sim.population import Learners
 
@@ -65,19 +66,8 @@ __all__ = [
     "trait_frame",
 ]
 
-#: The pre-treatment traits the models see (the paper's employability features).
-FEATURES: tuple[str, ...] = (
-    "domain",
-    "developing",
-    "college",
-    "education",
-    "experience_years",
-    "past_tech",
-    "past_manager",
-    "employed_baseline",
-    "credential_type",
-    "batch",
-)
+#: The pre-treatment traits the models see: the paper's employability features.
+FEATURES: tuple[str, ...] = DEFAULT_FEATURES
 #: The targeting rules that need a model, and what each ranks by.
 KINDS = {
     "low_employability": "predicted chance of a new job without the nudge (lowest first)",
