@@ -61,6 +61,7 @@ __all__ = [
     "draw_employers",
     "draw_learners",
     "stratified_assignment",
+    "treat_first",
 ]
 
 #: Ordinal position of each education level on a 0..1 scale (prior mean of skill).
@@ -331,12 +332,22 @@ def stratified_assignment(
     n = len(groups)
     key = rng.random(n)
     extra = rng.random(n)
-    order = _lexsort2(key, groups)
+    return treat_first(_lexsort2(key, groups), groups, treated_share, extra)
+
+
+def treat_first(
+    order: np.ndarray, groups: np.ndarray, share: float, extra: np.ndarray
+) -> np.ndarray:
+    """Treat the first ``share`` of every group in ``order`` (learners sorted by group,
+    then by priority): ``floor(g * share)`` of a group of ``g``, plus the next one with
+    probability equal to the remainder (``extra``: one uniform per learner). Returns a
+    boolean vector aligned with ``groups``."""
+    n = len(order)
     g_sorted = groups[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(g_sorted)) + 1]
+    starts = np.r_[0, np.flatnonzero(np.diff(g_sorted)) + 1] if n else np.array([], int)
     sizes = np.diff(np.r_[starts, n])
     rank = np.arange(n) - np.repeat(starts, sizes)
-    target = sizes * treated_share
+    target = sizes * share
     k = np.floor(target) + (extra[order[starts]] < target - np.floor(target))
     treated = np.empty(n, dtype=bool)
     treated[order] = rank < np.repeat(k, sizes)

@@ -49,7 +49,7 @@ import pandas as pd
 
 from sim.estimate import DEFAULT_FEATURES
 from sim.params import CREDENTIAL_TYPES, DOMAINS, EDUCATION_LEVELS, Scenario
-from sim.population import Learners
+from sim.population import Learners, treat_first
 
 __all__ = [
     "FEATURES",
@@ -216,15 +216,7 @@ def select(
     tie = rng.random(n)
     extra = rng.random(n)
     order = np.lexsort((tie, -scores, groups))  # by group, best score first, ties at random
-    g_sorted = groups[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(g_sorted)) + 1] if n else np.array([], int)
-    sizes = np.diff(np.r_[starts, n])
-    rank = np.arange(n) - np.repeat(starts, sizes)
-    target = sizes * share
-    k = np.floor(target) + (extra[order[starts]] < target - np.floor(target))
-    treated = np.empty(n, dtype=bool)
-    treated[order] = rank < np.repeat(k, sizes)
-    return treated
+    return treat_first(order, groups, share, extra)
 
 
 # ---- the pilot -------------------------------------------------------------------------

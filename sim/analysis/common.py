@@ -50,6 +50,7 @@ __all__ = [
     "Analysis",
     "SweepResults",
     "calibrated_point",
+    "ci",
     "load_experiment",
     "load_results",
     "mean_interval",
@@ -375,6 +376,11 @@ def save_figures(
             analysis.figure_data[key].to_csv(path, index=False)
             paths.append(path)
     return paths
+
+
+def ci(name: str) -> list[str]:
+    """A column and its 95% bounds: ``[name, name_lo, name_hi]``."""
+    return [name, f"{name}_lo", f"{name}_hi"]
 
 
 def mean_interval(values: Iterable[float]) -> tuple[float, float, float]:

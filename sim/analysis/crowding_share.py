@@ -29,6 +29,7 @@ from sim.analysis.common import (
     TREATED_SHARE,
     Analysis,
     SweepResults,
+    ci,
     mean_interval,
     pct,
     ratio_interval,
@@ -219,39 +220,13 @@ def analyze(res: SweepResults, name: str = "crowding_share") -> Analysis:
         f"({res.replications} replication(s) per point)",
     )
     cols = [
-        "learner_share",
-        "replications",
-        "itt_pp",
-        "itt_matched_pp",
-        "total_pp",
-        "predicted",
-        "predicted_lo",
-        "predicted_hi",
-        "total",
-        "total_lo",
-        "total_hi",
-        "crowding",
-        "crowding_lo",
-        "crowding_hi",
+        *("learner_share", "replications", "itt_pp", "itt_matched_pp", "total_pp"),
+        *ci("predicted"),
+        *ci("total"),
+        *ci("crowding"),
     ]
-    data = t[
-        [
-            "learner_share",
-            "base",
-            "predicted",
-            "predicted_lo",
-            "predicted_hi",
-            "predicted_study",
-            "predicted_study_lo",
-            "predicted_study_hi",
-            "total",
-            "total_lo",
-            "total_hi",
-            "crowding",
-            "crowding_lo",
-            "crowding_hi",
-        ]
-    ]
+    shown = ("predicted", "predicted_study", "total", "crowding")
+    data = t[["learner_share", "base", *(c for name in shown for c in ci(name))]]
     return Analysis(
         name,
         {"by_share": fig},

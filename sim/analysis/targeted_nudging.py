@@ -25,6 +25,7 @@ from sim.analysis.common import (
     TREATED_SHARE,
     Analysis,
     SweepResults,
+    ci,
     mean_interval,
     ratio_interval,
     replication_values,
@@ -206,34 +207,11 @@ def analyze(res: SweepResults, name: str = "targeted_nudging") -> Analysis:
     table = short_table(
         totals,
         [
-            "treated_share",
-            "rule",
-            "nudges",
-            "total",
-            "total_lo",
-            "total_hi",
-            "gross",
-            "spillover",
-            "vs_random",
-            "vs_random_lo",
-            "vs_random_hi",
-            "per_1000",
-            "nudged_baseline",
+            *("treated_share", "rule", "nudges", *ci("total"), "gross", "spillover"),
+            *(*ci("vs_random"), "per_1000", "nudged_baseline"),
         ],
     )
-    data_tot = totals[
-        [
-            "treated_share",
-            "rule",
-            "nudges",
-            "total",
-            "total_lo",
-            "total_hi",
-            "gross",
-            "gross_lo",
-            "gross_hi",
-        ]
-    ]
+    data_tot = totals[["treated_share", "rule", "nudges", *ci("total"), *ci("gross")]]
     return Analysis(
         name,
         {"totals": fig_tot, "who_gains": fig_who},
