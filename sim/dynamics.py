@@ -408,7 +408,20 @@ def share(
     """
     s = scn.sharing
     u = rng.random(len(state.shared), dtype=np.float32)  # one per learner, used or not (CRN)
-    idx = np.flatnonzero(~state.shared & (pop.grant_week <= week))
+    # Sharing is rare, so most learners are settled by one comparison first: outside a
+    # notification week no hazard exceeds its value at grant times the two-click
+    # multiplier (a margin covers float32 rounding); only those below it and the
+    # notified go through the rule itself, which gives the same sharers as all would.
+    x = pop.activity
+    if s.activity_elasticity != 1.0:
+        x = x ** np.float32(s.activity_elasticity)
+    peak = (s.hazard_floor + s.hazard_at_grant) * max(s.two_click_multiplier, 1.0)
+    maybe = u < np.minimum(np.float32(peak * (1 + 1e-5)) * x, s.max_hazard) + np.float32(1e-6)
+    opens = state.app_open_week
+    notify = (
+        treated & (opens >= 0) & ((week == opens) | (week == opens + s.second_notification_weeks))
+    )
+    idx = np.flatnonzero(~state.shared & (pop.grant_week <= week) & (maybe | notify))
     grant, opens, tr = pop.grant_week[idx], state.app_open_week[idx], treated[idx]
     age = week - grant
     # the hazard's age profile, tabulated once for the ages present (integer weeks)

@@ -193,6 +193,53 @@ def test_the_hazard_decays_with_the_credentials_age():
 # ---- phase 2: visibility -----------------------------------------------------------------
 
 
+def _share_by_the_rule(scn, week, pop, st, treated, u):
+    """The sharing rule of :func:`dyn.share`'s docstring applied to every eligible
+    learner, in the same float32 arithmetic: what the first comparison must not change."""
+    s = scn.sharing
+    idx = np.flatnonzero(~st.shared & (pop.grant_week <= week))
+    age = week - pop.grant_week[idx]
+    ages = np.arange(int(age.max(initial=0)) + 1, dtype=np.float32)
+    profile = s.hazard_floor + s.hazard_at_grant * np.exp(-ages / s.hazard_decay_weeks)
+    act = pop.activity[idx] ** np.float32(s.activity_elasticity)
+    opens, tr = st.app_open_week[idx], treated[idx]
+    opened = tr & (opens >= 0) & (opens <= week)
+    h = np.minimum(
+        np.where(opened, profile[age] * act * s.two_click_multiplier, profile[age] * act),
+        s.max_hazard,
+    )
+    notified = tr & (opens >= 0) & ((week == opens) | (week == opens + s.second_notification_weeks))
+    stay = 1.0 - h
+    stay[notified] *= 1.0 + np.expm1(-s.nudge_strength * act[notified])
+    return idx[u[idx] < 1.0 - stay]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {
+            "sharing.two_click_multiplier": 2.5,
+            "sharing.activity_elasticity": 1.4,
+            "sharing.nudge_strength": 0.8,
+            "sharing.hazard_at_grant": 0.3,
+            "sharing.max_hazard": 0.35,
+        },
+    ],
+)
+def test_sharing_settles_most_learners_by_one_comparison_without_changing_who_shares(overrides):
+    scn, pop, st = _world(overrides, n=60_000)
+    treated = np.arange(len(pop)) % 2 == 0
+    st.app_open_week[:] = dyn.app_open_weeks(scn, pop, np.random.default_rng(4))
+    for week in (1, 2, 6, 10, 11, 15, 28):  # ages 0 to 2 of some batch, and older
+        want = _share_by_the_rule(
+            scn, week, pop, st, treated, np.random.default_rng(week).random(len(pop), np.float32)
+        )
+        got = dyn.share(scn, week, pop, st, treated, np.random.default_rng(week))
+        assert len(got) > 0
+        np.testing.assert_array_equal(got, want)
+
+
 def test_ongoing_views_follow_the_rates_and_nobody_views_ungranted_credentials():
     scn, pop, st = _world(
         {
