@@ -221,7 +221,7 @@ def test_heatmaps_have_the_contours_the_marker_and_labelled_axes(tmp_path: Path)
     assert _contours(figs["shared_pp"]) == [2.8]
     ax = figs["rel_new_job_true"].axes[0]
     assert "x" in ax.get_xlabel() and "nudge" in ax.get_xlabel()
-    assert "share, 0-1" in ax.get_ylabel()
+    assert "credibility" in ax.get_ylabel() and "Bayesian" in ax.get_ylabel()
     assert "%" in figs["rel_new_job_true"].axes[1].get_ylabel()  # the colour bar
     star = [c for c in ax.collections if isinstance(c, PathCollection)]
     assert star and tuple(star[0].get_offsets()[0]) == pytest.approx((1.0, 0.7))
@@ -366,6 +366,34 @@ def test_curves_by_tertile_and_their_conclusion() -> None:
     )
     t = analysis.curve_table(nudge, NUDGE, relative_to_base=True)
     assert list(t["x"]) == pytest.approx([1.0, 5.0])
+
+
+def test_changes_are_paired_within_worlds_when_seeds_are_common() -> None:
+    """Worlds differ a lot (replication r adds 3r pp to every point's effect) but within a
+    world credibility adds 0.5 pp per unit: paired, the change is exact and clear of zero;
+    without common seeds there is nothing to pair."""
+
+    def est(v: dict[str, float], r: int) -> dict[str, tuple]:
+        true = 3.0 * r + 0.5 * v[CRED]
+        return {"new_job": (true + 0.1, 0.3, 20.0, true), "new_job_low": (true, 0.3, 10.0, true)}
+
+    points = [{CRED: c} for c in (0.4, 0.8, 1.6)]  # the base scenario's credibility is 0.8
+    frame = store(points, est, reps=4)
+    own_seeds = sweep_results("credibility_boost", frame.copy(), [CRED])
+    assert analysis.paired_changes(own_seeds, CRED).empty
+    frame["spawn_key"] = [json.dumps([int(r)]) for r in frame["replication"]]
+    res = sweep_results("credibility_boost", frame, [CRED])
+    ch = analysis.paired_changes(res, CRED).set_index(["group", "x"])
+    assert ch.loc[("all", 1.6), "true_change"] == pytest.approx(0.4)
+    assert ch.loc[("all", 1.6), "true_change_hi"] - ch.loc[("all", 1.6), "true_change_lo"] < 1e-9
+    assert ch.loc[("all", 0.4), "change"] == pytest.approx(-0.2)
+    assert ch.loc[("all", 0.8), "true_change"] == 0
+    pointwise = analysis.curve_table(res, CRED).set_index(["group", "x"])
+    assert pointwise.loc[("all", 1.6), "true_lo"] < pointwise.loc[("all", 0.8), "true"]
+    a = analysis.analyze_experiment("credibility_boost", res)
+    assert "Paired within each of the 4 worlds" in a.conclusion
+    assert "at 1.60 +0.40 pp" in a.conclusion and "clear of zero" in a.conclusion
+    assert any("paired" in heading for heading in a.tables)
 
 
 def test_crowding_out_arithmetic() -> None:

@@ -74,7 +74,13 @@ from sim.analysis.common import (
     point_table,
     save_figures,
 )
-from sim.analysis.curves import GROUP_IDS, conclude_curve, curve_table
+from sim.analysis.curves import (
+    GROUP_IDS,
+    conclude_changes,
+    conclude_curve,
+    curve_table,
+    paired_changes,
+)
 from sim.analysis.everyone_nudged import (
     conclude_everyone_nudged,
     crowding_out,
@@ -111,6 +117,7 @@ __all__ = [
     "calibrated_point",
     "channels",
     "channels_table",
+    "conclude_changes",
     "conclude_channels",
     "conclude_curve",
     "conclude_everyone_nudged",
@@ -131,6 +138,7 @@ __all__ = [
     "nudge_credibility_figures",
     "nudge_credibility_grid",
     "nudge_credibility_surfaces",
+    "paired_changes",
     "point_table",
     "run_small",
     "save_figures",

@@ -140,4 +140,11 @@ def analyze(res: SweepResults, name: str = "channels") -> Analysis:
     table = short_table(
         t, ["label", "group", "n", "effect", "effect_lo", "effect_hi", "true", "rel", "true_rel"]
     )
-    return Analysis(name, {"channels": fig}, table, conclude_channels(t), {"channels": t})
+    return Analysis(
+        name,
+        {"channels": fig},
+        table,
+        conclude_channels(t),
+        {"channels": t},
+        figure_data={"channels": t},
+    )

@@ -1,8 +1,9 @@
 """A more (or less) credible credential (``experiments/sweeps/credibility_boost.toml``).
 
-The nudge's effects against the credential's credibility to employers (0.25 to 1) at
-the calibrated nudge, overall and by employability tertile (who gains), with 95%
-intervals; see :mod:`sim.analysis.curves`.
+The nudge's effects against the credential's credibility to employers (the weight they
+give its content relative to a Bayesian reading: 0 counts only the fact of completion,
+1 is Bayesian, above 1 over-reads it) at the calibrated nudge, overall and by
+employability tertile (who gains), with 95% intervals; see :mod:`sim.analysis.curves`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from sim.analysis.curves import CurveSpec, analyze_curve
 __all__ = ["SPEC", "analyze"]
 
 SPEC = CurveSpec(
-    CREDIBILITY, False, "credibility", "{:.2f}", "credential credibility to employers (share, 0-1)"
+    CREDIBILITY,
+    False,
+    "credibility",
+    "{:.2f}",
+    "credibility (weight on the credential's content; 1: Bayesian)",
 )
 
 

@@ -16,9 +16,26 @@ import numpy as np
 import pandas as pd
 
 from sim import plots
-from sim.analysis.common import Analysis, SweepResults, pct, point_table, pp, short_table
+from sim.analysis.common import (
+    Analysis,
+    SweepResults,
+    ci,
+    mean_interval,
+    pct,
+    point_table,
+    pp,
+    short_table,
+)
 
-__all__ = ["GROUP_IDS", "CurveSpec", "analyze_curve", "conclude_curve", "curve_table"]
+__all__ = [
+    "GROUP_IDS",
+    "CurveSpec",
+    "analyze_curve",
+    "conclude_changes",
+    "conclude_curve",
+    "curve_table",
+    "paired_changes",
+]
 
 #: Estimate id -> group label of the tertile figures.
 GROUP_IDS = {
@@ -84,6 +101,91 @@ def curve_table(
     order = {g: i for i, g in enumerate(groups)}
     t = t.sort_values(["group", "x"], key=lambda c: c.map(order) if c.name == "group" else c)
     return t[cols].reset_index(drop=True)
+
+
+def paired_changes(
+    res: SweepResults,
+    param: str,
+    *,
+    relative_to_base: bool = False,
+    groups: Mapping[str, str] = GROUP_IDS,
+) -> pd.DataFrame:
+    """Each point's effects minus those at the base scenario's value of ``param``, paired
+    by replication.
+
+    In a sweep with ``common_seeds`` replication ``r`` of every point is the same world
+    but for ``param``, so the change from the reference point is measured within a world,
+    replication by replication, and its 95% interval (Student's t over the replications)
+    is much narrower than the two points' own intervals suggest. Empty when the sweep's
+    seeds are not common to its points or no point is at the base value. Columns: ``x``
+    (as in :func:`curve_table`), ``group``, ``id``, ``n``, ``change`` (mean estimate, pp)
+    and ``true_change`` (true effects), each with ``_lo``/``_hi``.
+    """
+    cols = ["x", "group", "id", "n", *ci("change"), *ci("true_change")]
+    df = res.results
+    df = df[df["status"] == "ok"] if "status" in df else df
+    section, _, name = param.partition(".")
+    base = float(getattr(getattr(res.base, section), name))
+    if df.empty or df.groupby("replication")["seed_entropy"].nunique().max() > 1:
+        return pd.DataFrame(columns=cols)
+    keys = pd.Series([str(np.asarray(k).tolist()) for k in df["spawn_key"]], index=df.index)
+    if keys.groupby(df["replication"]).nunique().max() > 1:
+        return pd.DataFrame(columns=cols)  # each point has its own seeds: nothing to pair
+    values = df[param].astype(float)
+    at_base = np.isclose(values, base, rtol=1e-9, atol=1e-12)
+    if not at_base.any():
+        return pd.DataFrame(columns=cols)
+    back = {rid: g for g, rid in groups.items()}
+    d = df[df["id"].isin(list(back))]
+    ref = d[at_base[d.index]].set_index(["id", "replication"])[["effect", "true_effect"]]
+    scale = base if relative_to_base and base else 1.0
+    rows = []
+    for (value, rid), g in d.groupby([param, "id"], sort=True):
+        g = g.set_index("replication")
+        r = ref.loc[rid].reindex(g.index) if rid in ref.index.get_level_values(0) else None
+        if r is None:
+            continue
+        row = {"x": float(value) / scale, "group": back[rid], "id": rid, "n": len(g)}
+        for col, out in (("effect", "change"), ("true_effect", "true_change")):
+            row.update(zip(ci(out), mean_interval(g[col] - r[col]), strict=True))
+        rows.append(row)
+    t = pd.DataFrame(rows, columns=cols)
+    order = {g: i for i, g in enumerate(groups)}
+    t = t.sort_values(["group", "x"], key=lambda c: c.map(order) if c.name == "group" else c)
+    return t.reset_index(drop=True)
+
+
+def conclude_changes(changes: pd.DataFrame, what: str, fmt: str = "{:.2f}") -> str:
+    """One sentence per end of the curve on :func:`paired_changes`: the true change of the
+    overall and the low-tertile effect from the base value, and whether its interval
+    excludes zero."""
+    if changes.empty:
+        return ""
+    parts = []
+    for grp, label in (("all", "overall"), ("low", "low-tertile")):
+        t = changes[(changes["group"] == grp) & np.isfinite(changes["true_change_lo"])]
+        t = t[t["true_change"].abs() > 0].sort_values("x")
+        if len(t) < 1:
+            continue
+        said = []
+        for _, r in (t.iloc[[0, -1]] if len(t) > 1 else t).iterrows():
+            sure = (
+                "clear of zero"
+                if r["true_change_lo"] > 0 or r["true_change_hi"] < 0
+                else "not distinguishable from zero"
+            )
+            said.append(
+                f"at {fmt.format(r['x'])} {pp(r['true_change'])} ({pp(r['true_change_lo'])} "
+                f"to {pp(r['true_change_hi'])}, {sure})"
+            )
+        parts.append(f"{label} {'; '.join(said)}")
+    if not parts:
+        return ""
+    n = int(changes["n"].max())
+    return (
+        f"Paired within each of the {n} worlds (common seeds), the true effect changes "
+        f"from its value at the base scenario's {what}: " + "; ".join(parts) + "."
+    )
 
 
 def _overlap(a: pd.Series, b: pd.Series) -> bool:
@@ -167,6 +269,26 @@ def analyze_curve(res: SweepResults, spec: CurveSpec, name: str) -> Analysis:
     table = short_table(
         t, ["x", "group", "n", "effect", "effect_lo", "effect_hi", "true", "rel", "true_rel"]
     )
+    changes = paired_changes(res, spec.param, relative_to_base=spec.relative_to_base)
+    text = " ".join(
+        s
+        for s in (
+            conclude_curve(t, spec.what, spec.fmt),
+            conclude_changes(changes, spec.what, spec.fmt),
+        )
+        if s
+    )
+    tables = {}
+    if not changes.empty:
+        tables["change from the base value, paired by replication (pp)"] = short_table(
+            changes, ["x", "group", "n", *ci("change"), *ci("true_change")]
+        )
     return Analysis(
-        name, {"effects": fig}, table, conclude_curve(t, spec.what, spec.fmt), {"curves": t}
+        name,
+        {"effects": fig},
+        table,
+        text,
+        {"curves": t, "changes": changes},
+        tables=tables,
+        figure_data={"effects": t},
     )

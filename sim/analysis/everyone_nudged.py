@@ -3,8 +3,8 @@ market without active on-the-job search (``everyone_nudged_pause.toml``).
 
 What the 50/50 study predicts at scale (its ITT times every learner) against the total
 effect of nudging everyone at once (from the twins of the all-nudged runs), and the
-implied crowding out: the share of the predicted gain that does not materialise because
-nudged learners compete with each other for the same vacancies. Both sweeps share this
+implied crowding out: the share of the predicted gain that does not materialise (when
+nudged learners compete with each other for the same vacancies). Both sweeps share this
 analysis (the variant only changes the market).
 """
 
@@ -146,12 +146,24 @@ def conclude_everyone_nudged(co: Mapping[str, float]) -> str:
         f"{jobs('predicted')} ({jobs('predicted_true')} from the true ITT). Nudging everyone "
         f"at once changes it by {jobs('total')} (twins: everyone nudged versus no one, "
         f"{pp(co['total_pp'])}). "
-        f"So {share('crowding')} of the "
-        f"study's predicted gain does not materialise ({share('crowding_true')} of the "
-        "true 50/50 effect): nudged learners compete with each other for the same "
-        "vacancies, which a 50/50 experiment, where the nudged compete mostly with "
-        "controls, cannot see."
+        f"Crowding out, the share of the predicted gain that does not materialise, is "
+        f"{share('crowding')} ({share('crowding_true')} of the true 50/50 effect)"
     )
+    lo, hi = co.get("crowding_true_lo", math.nan), co.get("crowding_true_hi", math.nan)
+    if np.isfinite(lo) and lo > 0:
+        text += (
+            ": nudged learners compete with each other for the same vacancies, which a "
+            "50/50 experiment, where the nudged compete mostly with controls, cannot see."
+        )
+    elif np.isfinite(hi) and hi < 0:
+        text += ": nudging everyone adds more than the 50/50 study predicts."
+    elif np.isfinite(lo):
+        text += (
+            ": its interval against the true effect includes zero, so these replications "
+            "cannot tell nudging everyone from the 50/50 study's prediction."
+        )
+    else:
+        text += "."
     for key, what in (
         ("predicted", "The study's own prediction"),
         ("predicted_true", "The true 50/50 effect"),
@@ -176,5 +188,10 @@ def analyze(res: SweepResults, name: str = "everyone_nudged") -> Analysis:
     )
     table = pd.DataFrame([{"quantity": k, "value": v} for k, v in co.items()])
     return Analysis(
-        name, {"crowding_out": fig}, table, conclude_everyone_nudged(co), {"crowding_out": co}
+        name,
+        {"crowding_out": fig},
+        table,
+        conclude_everyone_nudged(co),
+        {"crowding_out": co},
+        figure_data={"crowding_out": bars},
     )

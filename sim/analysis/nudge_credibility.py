@@ -135,7 +135,7 @@ def credibility_needed(
 def thresholds_table(grid: pd.DataFrame, use_true: bool | None = None) -> pd.DataFrame:
     """Per nudge strength: the credibility at which the overall effect reaches 6% and the
     low-tertile effect 11% (:func:`credibility_needed`), written out (``~0.42``;
-    ``<=0.05`` when the lowest credibility already does; ``none`` when no grid point
+    ``<=`` the lowest credibility when that already does; ``none`` when no grid point
     does). True effects by default when there are any."""
     if use_true is None:
         use_true = bool(grid["true_rel_new_job"].notna().any())
@@ -220,11 +220,12 @@ def _lowest_reaching(surface: Surface, x: float, level: float, ys: np.ndarray) -
 def surface_thresholds(
     surfaces: Mapping[str, Surface | None],
     nudges: Sequence[float] = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0),
-    y_range: tuple[float, float] = (0.05, 1.0),
+    y_range: tuple[float, float] = (0.0, 1.0),
 ) -> pd.DataFrame:
     """Per nudge multiple: the credibility from which the fitted overall effect reaches
     6% and the low-tertile one 11% (``surfaces``: value column -> :class:`Surface`, keys
-    ``"overall"`` and ``"low"``), written out as :func:`thresholds_table` does."""
+    ``"overall"`` and ``"low"``), written out as :func:`thresholds_table` does; the
+    credibility is searched over ``y_range`` (the grid's, in :func:`analyze`)."""
     ys = np.linspace(*y_range, 951)
     out: dict[str, list[str]] = {}
     for key, level, label in (
@@ -275,7 +276,7 @@ def nudge_credibility_figures(
         marker=marker,
         marker_label=f"calibrated point ({cal['source']})",
         xlabel="nudge strength (multiple of the calibrated nudge, x)",
-        ylabel="credential credibility to employers (share, 0-1)",
+        ylabel="credibility (weight on the credential's content; 1: Bayesian)",
     )
     what = (
         f"mean of {reps} simulated studies' estimates"
@@ -414,7 +415,10 @@ def conclude_nudge_credibility(
             "effects); with this few replications or learners, noise alone can cause that."
         )
     if surfaces:
-        parts.append(_surface_sentences(surfaces, overall, low, kind, calibrated, base_nudge))
+        y_range = (float(grid[CREDIBILITY].min()), float(grid[CREDIBILITY].max()))
+        parts.append(
+            _surface_sentences(surfaces, overall, low, kind, calibrated, base_nudge, y_range)
+        )
     return " ".join(parts)
 
 
@@ -425,18 +429,19 @@ def _surface_sentences(
     kind: str,
     calibrated: Mapping[str, Any],
     base_nudge: float,
+    y_range: tuple[float, float] = (0.0, 1.0),
 ) -> str:
     so, sl = surfaces.get(overall), surfaces.get(low)
     if so is None or sl is None:
         return ""
     cx, cy = calibrated[NUDGE] / (base_nudge or 1.0), calibrated[CREDIBILITY]
-    ys = np.linspace(0.05, 1.0, 951)
+    ys = np.linspace(*y_range, 951)
     need_o = _lowest_reaching(so, cx, LEVELS_PCT[0], ys)
     need_l = _lowest_reaching(sl, cx, LEVELS_PCT[1], ys)
 
     def need(c: float, level: float) -> str:
         return (
-            f"no credibility up to 1 reaches {level:g}%"
+            f"no credibility up to {ys[-1]:.2f} reaches {level:g}%"
             if not np.isfinite(c)
             else f"{level:g}% needs credibility of at least ~{c:.2f}"
         )
@@ -467,7 +472,11 @@ def analyze(
     use_true = bool(grid["true_rel_new_job"].notna().any())
     pre = "true_" if use_true else ""
     fitted = surface_thresholds(
-        {"overall": surfaces.get(f"{pre}rel_new_job"), "low": surfaces.get(f"{pre}rel_new_job_low")}
+        {
+            "overall": surfaces.get(f"{pre}rel_new_job"),
+            "low": surfaces.get(f"{pre}rel_new_job_low"),
+        },
+        y_range=(float(grid[CREDIBILITY].min()), float(grid[CREDIBILITY].max())),
     )
     thresholds = thresholds_table(grid)
     table = short_table(
@@ -483,9 +492,10 @@ def analyze(
             "shared_pp",
         ],
     )
+    figs = nudge_credibility_figures(res, cal)
     return Analysis(
         name,
-        nudge_credibility_figures(res, cal),
+        figs,
         table,
         text,
         {
@@ -499,4 +509,5 @@ def analyze(
             "credibility needed, grid cells": thresholds,
             "credibility needed, fitted surface": fitted,
         },
+        figure_data=dict.fromkeys(figs, grid),  # every map draws the grid's cells
     )

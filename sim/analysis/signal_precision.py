@@ -1,7 +1,7 @@
 """A more informative credential (``experiments/sweeps/signal_precision.toml``).
 
 The nudge's effects against the precision of the credential's signal about skill at
-full credibility (baseline 4), overall and by employability tertile, with 95%
+the calibrated credibility (baseline 4), overall and by employability tertile, with 95%
 intervals; see :mod:`sim.analysis.curves`.
 """
 

@@ -47,10 +47,10 @@ def small_sweep(
 
     The same design with ``population.n_learners`` and ``population.matched_share`` set
     (more of a smaller population matched, so each study still has thousands of matched
-    learners), ``replications`` per point, and every ``grid`` cut to ``grid_points``
-    values (same ends) when given. The base ``paper`` falls back to ``baseline`` until
-    ``credsim calibrate`` has written it. Returns a validated :class:`sim.sweep.SweepSpec`
-    named ``<name>_small``.
+    learners), ``replications`` per point, and every ``grid`` (or longer list of
+    ``values``) cut to ``grid_points`` values (same ends) when given. The base ``paper``
+    falls back to ``baseline`` until ``credsim calibrate`` has written it. Returns a
+    validated :class:`sim.sweep.SweepSpec` named ``<name>_small``.
     """
     import tomli_w  # imported here: only this function writes TOML
 
@@ -80,6 +80,11 @@ def small_sweep(
         if grid_points is not None and "grid" in spec:
             lo, hi, _ = spec["grid"]
             spec["grid"] = [lo, hi, grid_points]
+        elif grid_points is not None and len(spec.get("values", ())) > grid_points:
+            vals = spec["values"]  # evenly spaced picks, the ends kept
+            last, steps = len(vals) - 1, max(grid_points - 1, 1)
+            keep = sorted({round(i * last / steps) for i in range(grid_points)})
+            spec["values"] = [vals[i] for i in keep]
         params[key] = spec
     doc = {
         "sweep": sw,
