@@ -396,6 +396,27 @@ def test_changes_are_paired_within_worlds_when_seeds_are_common() -> None:
     assert any("paired" in heading for heading in a.tables)
 
 
+def test_crowding_out_is_paired_world_by_world_with_common_seeds() -> None:
+    """Worlds differ (replication r adds r pp to both policies' true effects), but in
+    each the total falls 0.2 pp short of the 50/50 truth: paired, the gap is exact."""
+
+    def est(v: dict[str, float], r: int) -> dict[str, tuple]:
+        half = v[analysis.TREATED_SHARE] == 0.5
+        return {"new_job": (1.0, 0.4, 17.0, 1.0 + r if half else 0.8 + r)}
+
+    frame = store([{analysis.TREATED_SHARE: 0.5}, {analysis.TREATED_SHARE: 1.0}], est, reps=3)
+    own = analysis.crowding_out(
+        sweep_results("everyone_nudged", frame.copy(), [analysis.TREATED_SHARE])
+    )
+    assert np.isnan(own["gap_true"])  # each point its own worlds: nothing to pair
+    frame["spawn_key"] = [json.dumps([int(r)]) for r in frame["replication"]]
+    co = analysis.crowding_out(sweep_results("everyone_nudged", frame, [analysis.TREATED_SHARE]))
+    assert co["gap_true"] == pytest.approx(-200)  # -0.2% of 100,000
+    assert co["gap_true_lo"] == pytest.approx(-200) and co["gap_true_hi"] == pytest.approx(-200)
+    assert co["crowding_true_hi"] - co["crowding_true_lo"] > 0.5  # unpaired: wide
+    assert "clear of zero" in analysis.conclude_everyone_nudged(co)
+
+
 def test_crowding_out_arithmetic() -> None:
     # 50/50: estimates 1.0 and 1.2 pp (true 1.0); everyone nudged: total 0.6 pp (twins)
     def est(v: dict[str, float], r: int) -> dict[str, tuple]:

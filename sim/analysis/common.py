@@ -378,6 +378,23 @@ def save_figures(
     return paths
 
 
+def seeds_are_common(results: pd.DataFrame) -> bool:
+    """Whether replication ``r`` of every point ran in the same world (a sweep with
+    ``common_seeds``): one seed entropy and one spawn key per replication, so a point's
+    effect can be compared with another's replication by replication."""
+    ok = results[results["status"] == "ok"] if "status" in results else results
+    if ok.empty:
+        return False
+    keys = pd.Series(
+        [
+            f"{e}:{np.asarray(k).tolist()}"
+            for e, k in zip(ok["seed_entropy"], ok["spawn_key"], strict=True)
+        ],
+        index=ok.index,
+    )
+    return bool(keys.groupby(ok["replication"]).nunique().max() == 1)
+
+
 def ci(name: str) -> list[str]:
     """A column and its 95% bounds: ``[name, name_lo, name_hi]``."""
     return [name, f"{name}_lo", f"{name}_hi"]

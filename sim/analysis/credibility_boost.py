@@ -18,7 +18,7 @@ SPEC = CurveSpec(
     False,
     "credibility",
     "{:.2f}",
-    "credibility (weight on the credential's content; 1: Bayesian)",
+    "credibility (1: a Bayesian reading)",
 )
 
 

@@ -24,6 +24,7 @@ from sim.analysis.common import (
     pct,
     point_table,
     pp,
+    seeds_are_common,
     short_table,
 )
 
@@ -126,10 +127,7 @@ def paired_changes(
     df = df[df["status"] == "ok"] if "status" in df else df
     section, _, name = param.partition(".")
     base = float(getattr(getattr(res.base, section), name))
-    if df.empty or df.groupby("replication")["seed_entropy"].nunique().max() > 1:
-        return pd.DataFrame(columns=cols)
-    keys = pd.Series([str(np.asarray(k).tolist()) for k in df["spawn_key"]], index=df.index)
-    if keys.groupby(df["replication"]).nunique().max() > 1:
+    if not seeds_are_common(df):
         return pd.DataFrame(columns=cols)  # each point has its own seeds: nothing to pair
     values = df[param].astype(float)
     at_base = np.isclose(values, base, rtol=1e-9, atol=1e-12)

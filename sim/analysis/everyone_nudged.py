@@ -22,9 +22,11 @@ from sim.analysis.common import (
     Z95,
     Analysis,
     SweepResults,
+    mean_interval,
     point_row,
     point_table,
     pp,
+    seeds_are_common,
     t95,
 )
 
@@ -87,6 +89,22 @@ def crowding_out(
         se_c = math.sqrt((se_t / p) ** 2 + (tot * se_p / p**2) ** 2) if p else nan
         q = _q95(min(dof_p, dof_t)) if not math.isnan(dof_p + dof_t) else nan
         out[key], out[f"{key}_lo"], out[f"{key}_hi"] = c, c - q * se_c, c + q * se_c
+    # with common seeds the two policies ran in the same worlds: the gap between the total
+    # and the true 50/50 prediction is measured world by world
+    out["gap_true"] = out["gap_true_lo"] = out["gap_true_hi"] = nan
+    if seeds_are_common(res.results):
+        ok = res.results[(res.results["status"] == "ok") & (res.results["id"] == outcome)]
+        share = ok[TREATED_SHARE].astype(float)
+        by_rep = {
+            s: ok[np.isclose(share, s)].set_index("replication")["true_effect"] for s in (0.5, 1.0)
+        }
+        gap = (by_rep[1.0] - by_rep[0.5]).dropna()
+        m, lo, hi = mean_interval(gap)
+        out["gap_true"], out["gap_true_lo"], out["gap_true_hi"] = (
+            n * m / 100,
+            n * lo / 100,
+            n * hi / 100,
+        )
     return out
 
 
@@ -164,6 +182,18 @@ def conclude_everyone_nudged(co: Mapping[str, float]) -> str:
         )
     else:
         text += "."
+    if np.isfinite(co.get("gap_true_lo", math.nan)):
+        sure = (
+            "so crowding out is clear of zero"
+            if co["gap_true_hi"] < 0
+            else "so nudging everyone adds more than predicted"
+            if co["gap_true_lo"] > 0
+            else "not distinguishable from zero"
+        )
+        text += (
+            f" Paired world by world (common seeds), the total minus the true 50/50 "
+            f"prediction is {jobs('gap_true')} learners, {sure}."
+        )
     for key, what in (
         ("predicted", "The study's own prediction"),
         ("predicted_true", "The true 50/50 effect"),
