@@ -1,8 +1,8 @@
-"""Why nudging everyone can lower the share of learners who find a new job.
+"""Where the jobs of nudging everyone come from: learners, background job seekers, vacancies.
 
-The ``everyone_nudged`` sweep finds that nudging every learner changes the matched
-learners' share with a new job by less than the 50/50 study predicts, even below zero.
-This script opens the market up: for the calibrated scenario with everyone nudged
+The ``everyone_nudged`` sweep sets the total effect of nudging every learner against what
+the 50/50 study predicts; crowding out would show there as a shortfall. This script
+opens the market up: for the calibrated scenario with everyone nudged
 (``study.treated_share = 1``) and its twin with no one nudged, and again with each
 channel switched off, it prints
 

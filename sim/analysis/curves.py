@@ -167,11 +167,9 @@ def conclude_changes(changes: pd.DataFrame, what: str, fmt: str = "{:.2f}") -> s
             continue
         said = []
         for _, r in (t.iloc[[0, -1]] if len(t) > 1 else t).iterrows():
-            sure = (
-                "clear of zero"
-                if r["true_change_lo"] > 0 or r["true_change_hi"] < 0
-                else "not distinguishable from zero"
-            )
+            # clear of zero as written (two decimals), not only in the last digits
+            clear = round(r["true_change_lo"], 2) > 0 or round(r["true_change_hi"], 2) < 0
+            sure = "clear of zero" if clear else "not distinguishable from zero"
             said.append(
                 f"at {fmt.format(r['x'])} {pp(r['true_change'])} ({pp(r['true_change_lo'])} "
                 f"to {pp(r['true_change_hi'])}, {sure})"
@@ -181,8 +179,8 @@ def conclude_changes(changes: pd.DataFrame, what: str, fmt: str = "{:.2f}") -> s
         return ""
     n = int(changes["n"].max())
     return (
-        f"Paired within each of the {n} worlds (common seeds), the true effect changes "
-        f"from its value at the base scenario's {what}: " + "; ".join(parts) + "."
+        f"Paired within each of the {n} worlds (common seeds), the change of the true "
+        f"effect from the base scenario's value of {what}: " + "; ".join(parts) + "."
     )
 
 

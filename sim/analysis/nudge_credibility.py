@@ -276,7 +276,7 @@ def nudge_credibility_figures(
         marker=marker,
         marker_label=f"calibrated point ({cal['source']})",
         xlabel="nudge strength (multiple of the calibrated nudge, x)",
-        ylabel="credibility (weight on the credential's content; 1: Bayesian)",
+        ylabel="credibility (1: a Bayesian reading)",
     )
     what = (
         f"mean of {reps} simulated studies' estimates"
