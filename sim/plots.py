@@ -718,7 +718,7 @@ def channel_effects(table: pd.DataFrame, *, title: str = "") -> Figure:
     return fig
 
 
-# ---- issue 11: crowding out by market share, targeted nudging, other experiments --------
+# ---- crowding out by market share, targeted nudging, other experiments ----------------
 
 RULE_COLORS = {"random": "#7f7f7f", "low_employability": "#c44e52", "predicted_effect": "#4c72b0"}
 RULE_LABELS = {
