@@ -378,7 +378,7 @@ def test_changes_are_paired_within_worlds_when_seeds_are_common() -> None:
         return {"new_job": (true + 0.1, 0.3, 20.0, true), "new_job_low": (true, 0.3, 10.0, true)}
 
     points = [{CRED: c} for c in (0.4, 0.8, 1.6)]  # the base scenario's credibility is 0.8
-    frame = store(points, est, reps=4)
+    frame = store(points, est, reps=4, failed=((0, 1),))  # one failed task is left out
     own_seeds = sweep_results("credibility_boost", frame.copy(), [CRED])
     assert analysis.paired_changes(own_seeds, CRED).empty
     frame["spawn_key"] = [json.dumps([int(r)]) for r in frame["replication"]]
@@ -387,6 +387,7 @@ def test_changes_are_paired_within_worlds_when_seeds_are_common() -> None:
     assert ch.loc[("all", 1.6), "true_change"] == pytest.approx(0.4)
     assert ch.loc[("all", 1.6), "true_change_hi"] - ch.loc[("all", 1.6), "true_change_lo"] < 1e-9
     assert ch.loc[("all", 0.4), "change"] == pytest.approx(-0.2)
+    assert ch.loc[("all", 0.4), "n"] == 3 and ch.loc[("all", 1.6), "n"] == 4
     assert ch.loc[("all", 0.8), "true_change"] == 0
     pointwise = analysis.curve_table(res, CRED).set_index(["group", "x"])
     assert pointwise.loc[("all", 1.6), "true_lo"] < pointwise.loc[("all", 0.8), "true"]

@@ -129,20 +129,19 @@ def paired_changes(
     base = float(getattr(getattr(res.base, section), name))
     if not seeds_are_common(df):
         return pd.DataFrame(columns=cols)  # each point has its own seeds: nothing to pair
-    values = df[param].astype(float)
-    at_base = np.isclose(values, base, rtol=1e-9, atol=1e-12)
-    if not at_base.any():
-        return pd.DataFrame(columns=cols)
     back = {rid: g for g, rid in groups.items()}
     d = df[df["id"].isin(list(back))]
-    ref = d[at_base[d.index]].set_index(["id", "replication"])[["effect", "true_effect"]]
+    at_base = np.isclose(d[param].astype(float), base, rtol=1e-9, atol=1e-12)
+    if not at_base.any():
+        return pd.DataFrame(columns=cols)
+    ref = d[at_base].set_index(["id", "replication"])[["effect", "true_effect"]]
     scale = base if relative_to_base and base else 1.0
     rows = []
     for (value, rid), g in d.groupby([param, "id"], sort=True):
-        g = g.set_index("replication")
-        r = ref.loc[rid].reindex(g.index) if rid in ref.index.get_level_values(0) else None
-        if r is None:
+        if rid not in ref.index.get_level_values(0):
             continue
+        g = g.set_index("replication")
+        r = ref.loc[rid].reindex(g.index)
         row = {"x": float(value) / scale, "group": back[rid], "id": rid, "n": len(g)}
         for col, out in (("effect", "change"), ("true_effect", "true_change")):
             row.update(zip(ci(out), mean_interval(g[col] - r[col]), strict=True))
