@@ -90,6 +90,7 @@ Other choices MODEL.md leaves open, written down here:
 from __future__ import annotations
 
 import math
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -628,6 +629,7 @@ def search_and_apply(
     seen: Seen,
     rng_apply: np.random.Generator,
     rng_source: np.random.Generator,
+    pool: Executor | None = None,
 ) -> Candidates:
     """Phase 3, search and applications: who is considered for which vacancy (slot).
 
@@ -649,13 +651,48 @@ def search_and_apply(
     (:func:`match_quality`) beats their current job's: they see it before they apply or
     answer a recruiter (directed on-the-job search on the job ladder), and not before
     their job is ``settling_in_weeks`` old.
+
+    Learners' applications and recruiters' search draw from their own streams and touch
+    different parts of ``state`` (only the search adds views), so with ``pool`` (an
+    executor with a free worker) recruiters search there while learners apply, on another
+    core: the result is the same either way.
     """
-    m, vis = scn.market, scn.visibility
-    shared = state.shared
+    if pool is None:
+        apps = _applications(scn, pop, state, market, rng_apply)
+        found = _recruiters(scn, state, market, seen, rng_source)
+    else:
+        searching = pool.submit(_recruiters, scn, state, market, seen, rng_source)
+        apps = _applications(scn, pop, state, market, rng_apply)
+        found = searching.result()
+    app_vac, app_learner, key = apps
+    src_vac, src_learner, feed_vac, feed_learner, views = found
+    # directed on-the-job search: an employed learner sees a vacancy's match before it
+    # applies or answers a recruiter, and only a better match is worth it
+    groups = []
+    for v, lrn in ((app_vac, app_learner), (src_vac, src_learner), (feed_vac, feed_learner)):
+        keep = _worth_moving(key, state, v, lrn, week, scn.market.settling_in_weeks)
+        groups.append((v[keep], lrn[keep]))
+    return Candidates(
+        vacancy=np.concatenate([g[0] for g in groups]),
+        learner=np.concatenate([g[1] for g in groups]),
+        n_applications=len(groups[0][0]),
+        n_sourced=len(groups[1][0]),
+        n_feed=len(groups[2][0]),
+        sourced_views=views,
+        match_key=int(key),
+    )
+
+
+def _applications(
+    scn: Scenario, pop: Learners, state: LearnerState, market: Market, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.uint64]:
+    """The week's applications (:func:`search_and_apply`): their vacancies and learners,
+    and the hash key of the week's match qualities."""
+    m = scn.market
     seg = market.learner_segment
-    n = len(shared)
+    n = len(state.shared)
     # applications: per-learner counts from one fixed-size draw (common random numbers)
-    u_app = rng_apply.random(n, dtype=np.float32)
+    u_app = rng.random(n, dtype=np.float32)
     status = search_status(state.employed, pop.attached)
     n_app = poisson_quantile_by(application_rates(scn), status, u_app)
     senders = np.flatnonzero(n_app)  # most learners send none this week
@@ -669,7 +706,7 @@ def search_and_apply(
     app_key = app_learner.astype(np.uint64) * np.uint64(1 << 16) + nth.astype(np.uint64)
     # keys of the week's hashes, drawn before any draw whose count depends on the state:
     # the application targets (2) and the match qualities (1), the same in twin worlds
-    keys = rng_apply.integers(0, 2**63, size=3, dtype=np.uint64)
+    keys = rng.integers(0, 2**63, size=3, dtype=np.uint64)
     u_dom = hashed_uniform(keys[0], app_key)
     u_slot = hashed_uniform(keys[1], app_key)
     target = seg[app_learner].astype(np.int64)
@@ -684,10 +721,19 @@ def search_and_apply(
     stock = market.stock[target]
     ok = stock > 0
     app_vac = market.slot_start[target[ok]] + (u_slot[ok] * stock[ok]).astype(np.int64)
-    app_learner = app_learner[ok]
+    return app_vac, app_learner[ok], keys[2]
 
-    # recruiter search within each segment: recruiters of in-scope titles search for
-    # course skills, so a shared credential raises a learner's weight there
+
+def _recruiters(
+    scn: Scenario, state: LearnerState, market: Market, seen: Seen, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Recruiters' search and the feed's considerations (:func:`search_and_apply`): the
+    sourced (vacancy, learner) pairs, the feed's pairs, and the learners whose shared
+    credential a recruiter opened (a view each, added to ``state``)."""
+    m, vis = scn.market, scn.visibility
+    shared = state.shared
+    # recruiters of in-scope titles search for course skills, so a shared credential
+    # raises a learner's weight there
     boost = vis.search_boost if vis.enabled else 0.0
     cum_in = market.boosted_cum(boost, shared) if boost else None
     src_vac, src_learner = [], []
@@ -695,40 +741,24 @@ def search_and_apply(
         (market.activity_cum if cum_in is None else cum_in, market.scope_slots),
         (market.activity_cum, market.other_slots),
     ):
-        vac, lrn = _source(m.sourced_per_vacancy, market, cum, slots, sstart, rng_source)
+        vac, lrn = _source(m.sourced_per_vacancy, market, cum, slots, sstart, rng)
         src_vac.append(vac)
         src_learner.append(lrn)
     src_vac, src_learner = np.concatenate(src_vac), np.concatenate(src_learner)
-    looked = shared[src_learner] & (rng_source.random(len(src_learner)) < vis.recruiter_view_prob)
+    looked = shared[src_learner] & (rng.random(len(src_learner)) < vis.recruiter_view_prob)
     sourced_views = src_learner[looked]
     np.add.at(state.views, sourced_views, 1)
 
     # employers who looked at a new share consider the learner for one open vacancy
     if vis.enabled and len(seen.look_employer):
         first, count = market.employer_slots[seen.look_employer].T
-        u_feed = rng_source.random(len(first))
+        u_feed = rng.random(len(first))
         ok = count > 0
         feed_vac = first[ok] + np.minimum((u_feed[ok] * count[ok]).astype(np.int64), count[ok] - 1)
         feed_learner = seen.look_learner[ok].astype(np.int64)
     else:
         feed_vac = feed_learner = np.empty(0, np.int64)
-
-    # directed on-the-job search: an employed learner sees a vacancy's match before it
-    # applies or answers a recruiter, and only a better match is worth it
-    key = keys[2]
-    groups = []
-    for v, lrn in ((app_vac, app_learner), (src_vac, src_learner), (feed_vac, feed_learner)):
-        keep = _worth_moving(key, state, v, lrn, week, m.settling_in_weeks)
-        groups.append((v[keep], lrn[keep]))
-    return Candidates(
-        vacancy=np.concatenate([g[0] for g in groups]),
-        learner=np.concatenate([g[1] for g in groups]),
-        n_applications=len(groups[0][0]),
-        n_sourced=len(groups[1][0]),
-        n_feed=len(groups[2][0]),
-        sourced_views=sourced_views,
-        match_key=int(key),
-    )
+    return src_vac, src_learner, feed_vac, feed_learner, sourced_views
 
 
 def _source(

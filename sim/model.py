@@ -19,9 +19,11 @@ and ends at the data-collection date. The model does no I/O.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +212,9 @@ class CredentialMarket(mesa.Model):
         status = np.bincount(dyn.search_status(st.employed, pop.attached), minlength=3)
         new = dyn.share(scn, w, pop, st, self.treated, rng(w, "share"))
         seen = dyn.visibility(scn, w, pop, st, self.network, new, rng(w, "visibility"))
-        cand = dyn.search_and_apply(scn, w, pop, st, mk, seen, rng(w, "apply"), rng(w, "source"))
+        cand = dyn.search_and_apply(
+            scn, w, pop, st, mk, seen, rng(w, "apply"), rng(w, "source"), _second_core()
+        )
         hires = dyn.screen_and_hire(scn, w, pop, st, mk, cand, rng(w, "screen"))
         dyn.report_new_jobs(scn, w, pop, st, hires, rng(w, "report"))
         self._log_hires(hires)
@@ -461,6 +465,22 @@ SERIES_COLUMNS = (
     "own_views",
     "separations",
 )
+
+
+@cache
+def _second_core() -> ThreadPoolExecutor | None:
+    """One worker thread for the parts of a week that can run beside the rest (recruiter
+    search beside learners' applications: numpy releases the interpreter lock in the
+    heavy loops), shared by every model of the process; ``None`` with one core, where a
+    thread would only add overhead. The results are the same with or without it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return ThreadPoolExecutor(1, thread_name_prefix="credsim-week") if (cores or 1) > 1 else None
+
+
+# A forked child (e.g. mesa.batch_run's process pool) inherits the executor but not its
+# thread: it makes its own.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_second_core.cache_clear)
 
 
 def _series_value(column: str, model: CredentialMarket) -> Any:

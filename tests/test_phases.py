@@ -365,6 +365,52 @@ def test_applications_outside_the_domain_stay_in_the_country_group():
     np.testing.assert_allclose(share, 1 / 3, atol=0.02)  # the other domains, evenly
 
 
+def test_recruiters_searching_on_another_thread_change_nothing():
+    """With an executor, recruiter search runs beside the applications: the candidates,
+    their order and the views it adds are exactly those of the plain call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    scn, pop, st = _world(
+        {"market.applications_employed": 0.5, "market.sourced_per_vacancy": 10.0}, n=20_000
+    )
+    st.shared[::3] = True
+    st.employed[::2] = True
+    market = _market(pop, 40)
+    looks = dyn.Seen(
+        np.zeros(len(pop), np.int32),
+        np.zeros(len(pop), np.int32),
+        np.arange(dyn.N_SEGMENTS, dtype=np.int64),
+        np.arange(dyn.N_SEGMENTS, dtype=np.int64) * 7,
+    )
+    runs = []
+    with ThreadPoolExecutor(1) as pool:
+        for executor in (None, pool):
+            state = copy.deepcopy(st)
+            cand = dyn.search_and_apply(
+                scn,
+                30,
+                pop,
+                state,
+                market,
+                looks,
+                np.random.default_rng(31),
+                np.random.default_rng(32),
+                executor,
+            )
+            runs.append((cand, state.views))
+    (plain, views), (threaded, views_threaded) = runs
+    assert plain.n_applications > 1000 and plain.n_sourced > 100 and plain.n_feed > 0
+    for f in ("vacancy", "learner", "sourced_views"):
+        np.testing.assert_array_equal(getattr(plain, f), getattr(threaded, f))
+    assert (plain.n_applications, plain.n_sourced, plain.n_feed, plain.match_key) == (
+        threaded.n_applications,
+        threaded.n_sourced,
+        threaded.n_feed,
+        threaded.match_key,
+    )
+    np.testing.assert_array_equal(views, views_threaded)
+
+
 def _found_per_weight(found: np.ndarray, w: np.ndarray, shared: np.ndarray) -> float:
     """How often recruiters found sharers per unit of activity, relative to non-sharers."""
     k = np.bincount(found, minlength=len(w))
