@@ -629,8 +629,8 @@ def test_one_learners_treatment_shifts_no_other_learners_applications(monkeypatc
     real = dyn.search_and_apply
     log: dict[int, list] = {}
 
-    def recording(scn_, week, pop, state, market, seen, rng_apply, rng_source):
-        cand = real(scn_, week, pop, state, market, seen, rng_apply, rng_source)
+    def recording(scn_, week, pop, state, market, seen, rng_apply, rng_source, pool=None):
+        cand = real(scn_, week, pop, state, market, seen, rng_apply, rng_source, pool)
         k = cand.n_applications
         status = dyn.search_status(state.employed, pop.attached)
         # directed on-the-job search: an employed learner's candidacies also depend on
