@@ -162,7 +162,9 @@ class CredentialMarket(mesa.Model):
                 else _employers_for_graph(scn, graph, rng_emp)
             )
         if graph is None:
-            graph = build_graph(scn, self.population, employers, self.streams.rng("graph"))
+            graph = build_graph(
+                scn, self.population, employers, self.streams.rng("graph"), _second_core()
+            )
         if graph.n_learners != n or graph.n_employers != len(employers):
             raise ValueError(
                 f"graph has {graph.n_learners} learners and {graph.n_employers} employers; "

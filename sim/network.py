@@ -30,7 +30,10 @@ Duplicate links and self-loops are dropped. All draws come from the generator pa
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -177,22 +180,34 @@ def _csr_from_keys(n_rows: int, key: np.ndarray, drop_loops: bool = False):
     return indptr, indices
 
 
-def _assemble(n: int, m: int, a: np.ndarray, b: np.ndarray, li: np.ndarray, ej: np.ndarray):
-    """Drop self-loops, symmetrise, deduplicate and pack links into a ProfessionalGraph."""
+def _assemble(
+    n: int,
+    m: int,
+    a: np.ndarray,
+    b: np.ndarray,
+    li: np.ndarray,
+    ej: np.ndarray,
+    pool: Executor | None = None,
+):
+    """Drop self-loops, symmetrise, deduplicate and pack links into a ProfessionalGraph
+    (the learner-learner and the learner-employer links on two cores, with ``pool``)."""
     if max(n, m) >= 1 << 31:
         raise ValueError(f"graph too large for int32 node ids: {n} learners, {m} employers")
-    k = len(a)
-    key = np.empty(2 * k, dtype=np.int64)  # both directions of every link
-    _pack(a, b, out=key[:k])
-    _pack(b, a, out=key[k:])
-    ll_indptr, ll_indices = _csr_from_keys(n, key, drop_loops=True)
-    del key
-    le_indptr, le_indices = _csr(n, m, li, ej)
-    src = np.repeat(np.arange(n, dtype=np.int32), np.diff(le_indptr))
-    el_indptr, el_indices = _csr(m, n, le_indices, src)
-    return ProfessionalGraph(
-        n, m, ll_indptr, ll_indices, le_indptr, le_indices, el_indptr, el_indices
-    )
+
+    def learner_links():
+        k = len(a)
+        key = np.empty(2 * k, dtype=np.int64)  # both directions of every link
+        _pack(a, b, out=key[:k])
+        _pack(b, a, out=key[k:])
+        return _csr_from_keys(n, key, drop_loops=True)
+
+    def employer_links():
+        le_indptr, le_indices = _csr(n, m, li, ej)
+        src = np.repeat(np.arange(n, dtype=np.int32), np.diff(le_indptr))
+        return (le_indptr, le_indices, *_csr(m, n, le_indices, src))
+
+    (ll_indptr, ll_indices), employer = _both(pool, learner_links, employer_links)
+    return ProfessionalGraph(n, m, ll_indptr, ll_indices, *employer)
 
 
 class _BlockSampler:
@@ -265,8 +280,12 @@ class _BlockSampler:
 
     def draw(self, blocks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One node from each block in ``blocks`` (with a single block, only its length
-        matters). The search runs in chunks whose temporaries stay in the cache."""
-        u = rng.random(len(blocks))
+        matters): :meth:`pick` with one uniform per draw from ``rng``."""
+        return self.pick(blocks, rng.random(len(blocks)))
+
+    def pick(self, blocks: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """The node of each block in ``blocks`` that the uniform ``u`` (overwritten) picks.
+        The search runs in chunks whose temporaries stay in the cache."""
         out = np.empty(len(blocks), dtype=np.int32)
         for i in range(0, len(u), _CHUNK):
             uc = u[i : i + _CHUNK]
@@ -287,9 +306,19 @@ _CHUNK = 1 << 16
 
 
 def build_graph(
-    scenario: Scenario, learners: Learners, employers: Employers, rng: np.random.Generator
+    scenario: Scenario,
+    learners: Learners,
+    employers: Employers,
+    rng: np.random.Generator,
+    pool: Executor | None = None,
 ) -> ProfessionalGraph:
-    """The default professional graph (see the module docstring)."""
+    """The default professional graph (see the module docstring).
+
+    Every uniform is drawn first, in a fixed order; the searches that turn them into
+    links, and the sorts that pack the links, are then independent of each other, and
+    with ``pool`` (an executor with a free worker) half of them run there, on another
+    core. The graph is the same either way.
+    """
     g = scenario.graph
     n, m = len(learners), len(employers)
     if max(n, m) >= 1 << 31:
@@ -307,28 +336,24 @@ def build_graph(
     dom, cty = learners.domain.astype(np.int64), learners.developing.astype(np.int64)
     # Four kinds of block: a cell (domain x country group), a domain, a country group and
     # the whole population; each link's kind is drawn above, its block is its source's.
-    # Kinds are drawn in this order; a sampler lives only as long as it is needed.
     cell = dom * 2 + cty
     src_cell = np.repeat(cell.astype(np.int8), stubs)
-    dom_sampler = _BlockSampler(weight, dom, nd)
-    dst = np.empty(k, dtype=np.int32)
-    for kind in ("cell", "dom", "cty", "all"):
-        if kind == "cell":
-            idx = np.flatnonzero(same_dom & same_cty)
-            sampler, blocks = _BlockSampler(weight, cell, 2 * nd), src_cell[idx]
-        elif kind == "dom":
-            idx = np.flatnonzero(same_dom & ~same_cty)
-            sampler, blocks = dom_sampler, src_cell[idx] >> 1
-        elif kind == "cty":
-            idx = np.flatnonzero(~same_dom & same_cty)
-            sampler, blocks = _BlockSampler(weight, cty, 2), src_cell[idx] & 1
-        else:
-            idx = np.flatnonzero(~same_dom & ~same_cty)
-            sampler, blocks = _BlockSampler(weight, np.zeros(n, np.int64), 1), idx
-        dst[idx] = sampler.draw(blocks, rng)
-        del sampler, blocks, idx
-    del same_dom, same_cty, src_cell
-
+    kinds = {
+        "cell": (same_dom & same_cty, cell, 2 * nd),
+        "dom": (same_dom & ~same_cty, dom, nd),
+        "cty": (~same_dom & same_cty, cty, 2),
+        "all": (~same_dom & ~same_cty, np.zeros(n, np.int64), 1),
+    }
+    idx = {kind: np.flatnonzero(mask) for kind, (mask, _, _) in kinds.items()}
+    del same_dom, same_cty
+    blocks = {
+        "cell": src_cell[idx["cell"]],
+        "dom": src_cell[idx["dom"]] >> 1,
+        "cty": src_cell[idx["cty"]] & 1,
+        "all": idx["all"],
+    }
+    del src_cell
+    u = {kind: rng.random(len(idx[kind])) for kind in kinds}
     # Employers follow learners of their own domain.
     n_dom = np.bincount(dom, minlength=nd)
     size_dom = np.bincount(employers.domain, weights=employers.size, minlength=nd)
@@ -337,6 +362,36 @@ def build_graph(
         g.employer_links_per_learner * n_dom[e_dom] * employers.size / size_dom[e_dom]
     )
     e_src = np.repeat(np.arange(m, dtype=np.int32), e_links)
-    e_dst = dom_sampler.draw(employers.domain[e_src], rng)
-    del dom_sampler
-    return _assemble(n, m, src, dst, e_dst, e_src)
+    e_blocks = employers.domain[e_src]
+    u_employers = rng.random(len(e_src))
+
+    dst = np.empty(k, dtype=np.int32)
+
+    def search(kind: str) -> np.ndarray | None:
+        """Fill ``dst`` for one kind of link (the domain sampler also draws the
+        employers' links, returned); a sampler lives only as long as it is needed."""
+        _, block, n_blocks = kinds[kind]
+        sampler = _BlockSampler(weight, block, n_blocks)
+        dst[idx[kind]] = sampler.pick(blocks[kind], u[kind])
+        return sampler.pick(e_blocks, u_employers) if kind == "dom" else None
+
+    # about half of the draws each: cell and country links; domain, employer and any links
+    _, (e_dst, _) = _both(
+        pool,
+        lambda: [search(kind) for kind in ("cell", "cty")],
+        lambda: [search(kind) for kind in ("dom", "all")],
+    )
+    return _assemble(n, m, src, dst, e_dst, e_src, pool)
+
+
+def _both(pool: Executor | None, first: Callable[[], Any], second: Callable[[], Any]):
+    """``(first(), second())``, the first on ``pool`` while the second runs here (both
+    here, in order, without a pool)."""
+    if pool is None:
+        return first(), second()
+    running = pool.submit(first)
+    try:
+        out = second()
+    finally:
+        done = running.result()  # wait even if ``second`` failed: it may share arrays
+    return done, out

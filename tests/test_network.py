@@ -4,6 +4,7 @@ networkx interface, and user-supplied graphs in the model."""
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 
 import networkx as nx
@@ -248,12 +249,17 @@ def _pinned_inputs():
     return scn, learners, employers
 
 
-def test_default_graph_at_a_fixed_seed_is_unchanged():
+@pytest.mark.parametrize("threads", [False, True], ids=["one core", "two threads"])
+def test_default_graph_at_a_fixed_seed_is_unchanged(threads):
     """A digest of every array, as the generator gave it before it was made fast (scipy's
     COO->CSR, a searchsorted per draw). A change of the model, or of the order in which it
-    consumes its random stream, changes this on purpose; a speed-up must not."""
+    consumes its random stream, changes this on purpose; a speed-up must not, and neither
+    must building it on two threads."""
     scn, learners, employers = _pinned_inputs()
-    g = build_graph(scn, learners, employers, np.random.default_rng(7))
+    with ThreadPoolExecutor(1) as pool:
+        g = build_graph(
+            scn, learners, employers, np.random.default_rng(7), pool if threads else None
+        )
     digest = hashlib.sha256()
     for f in ARRAYS:
         digest.update(np.ascontiguousarray(getattr(g, f)).tobytes())
