@@ -1,8 +1,10 @@
 """Benchmark: where the time of one run goes, and how it grows with population size.
 
-Every measurement runs in a fresh child process on one core (BLAS/OpenMP threads set to
-1 before numpy is imported), so start-up is measured as a user meets it and peak RSS is
-that run's alone. A child does what ``credsim run`` does, through public API only:
+Every measurement runs in a fresh child process (BLAS/OpenMP threads set to 1 before
+numpy is imported; the model itself uses a second core, if there is one, for the graph
+and for recruiter search: :func:`sim.model.second_core`), so start-up is measured as a
+user meets it and peak RSS is that run's alone. A child does what ``credsim run`` does,
+through public API only:
 
 1. start-up: interpreter and the imports of ``credsim run`` (``sim.cli``, ``sim.model``,
    ``sim.store``), counted from the process's start;
@@ -156,7 +158,7 @@ def measure(scenario_path: str | Path, n_learners: int | None, seed: int = 0) ->
 
 def measure_build(scenario_path: str | Path, n_learners: int | None, seed: int = 0) -> dict:
     """The population and the graph drawn on their own, as a model of ``seed`` draws them."""
-    from sim.model import Streams
+    from sim.model import Streams, second_core
     from sim.network import build_graph
     from sim.population import draw_employers, draw_learners
 
@@ -166,7 +168,7 @@ def measure_build(scenario_path: str | Path, n_learners: int | None, seed: int =
     learners = draw_learners(scenario, streams.rng("population"))
     employers = draw_employers(scenario, streams.rng("employers"))
     clock.lap("population")
-    graph = build_graph(scenario, learners, employers, streams.rng("graph"))
+    graph = build_graph(scenario, learners, employers, streams.rng("graph"), second_core())
     clock.lap("graph")
     return {
         "n": len(learners),
@@ -312,11 +314,14 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from sim.model import second_core
+
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 130)
     repeat = max(args.repeat, 1)
     console.print(
-        f"scenario {args.scenario.name}, seed {args.seed}, agents off, one core "
-        f"(BLAS/OpenMP threads = 1), Python {platform.python_version()}, "
+        f"scenario {args.scenario.name}, seed {args.seed}, agents off, BLAS/OpenMP "
+        f"threads = 1, the model's second core {'on' if second_core() else 'off'}, "
+        f"Python {platform.python_version()}, "
         f"{platform.machine()}, {os.cpu_count()} CPUs visible, load average "
         f"{os.getloadavg()[0]:.1f}; best of {repeat}",
         markup=False,

@@ -39,7 +39,15 @@ from sim.network import ProfessionalGraph, build_graph
 from sim.params import CREDENTIAL_TYPES, DOMAINS, EDUCATION_LEVELS, Scenario
 from sim.population import Employers, Learners, draw_employers, draw_learners
 
-__all__ = ["NO_WEEK", "SERIES_COLUMNS", "STATUSES", "CredentialMarket", "RunResult", "Streams"]
+__all__ = [
+    "NO_WEEK",
+    "SERIES_COLUMNS",
+    "STATUSES",
+    "CredentialMarket",
+    "RunResult",
+    "Streams",
+    "second_core",
+]
 
 NO_WEEK = dyn.NO_WEEK
 #: Search status before a hire (codes of :func:`sim.dynamics.search_status`).
@@ -163,7 +171,7 @@ class CredentialMarket(mesa.Model):
             )
         if graph is None:
             graph = build_graph(
-                scn, self.population, employers, self.streams.rng("graph"), _second_core()
+                scn, self.population, employers, self.streams.rng("graph"), second_core()
             )
         if graph.n_learners != n or graph.n_employers != len(employers):
             raise ValueError(
@@ -215,7 +223,7 @@ class CredentialMarket(mesa.Model):
         new = dyn.share(scn, w, pop, st, self.treated, rng(w, "share"))
         seen = dyn.visibility(scn, w, pop, st, self.network, new, rng(w, "visibility"))
         cand = dyn.search_and_apply(
-            scn, w, pop, st, mk, seen, rng(w, "apply"), rng(w, "source"), _second_core()
+            scn, w, pop, st, mk, seen, rng(w, "apply"), rng(w, "source"), second_core()
         )
         hires = dyn.screen_and_hire(scn, w, pop, st, mk, cand, rng(w, "screen"))
         dyn.report_new_jobs(scn, w, pop, st, hires, rng(w, "report"))
@@ -470,7 +478,7 @@ SERIES_COLUMNS = (
 
 
 @cache
-def _second_core() -> ThreadPoolExecutor | None:
+def second_core() -> ThreadPoolExecutor | None:
     """One worker thread for the parts of a week that can run beside the rest (recruiter
     search beside learners' applications: numpy releases the interpreter lock in the
     heavy loops), shared by every model of the process; ``None`` with one core, where a
@@ -482,7 +490,7 @@ def _second_core() -> ThreadPoolExecutor | None:
 # A forked child (e.g. mesa.batch_run's process pool) inherits the executor but not its
 # thread: it makes its own.
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_second_core.cache_clear)
+    os.register_at_fork(after_in_child=second_core.cache_clear)
 
 
 def _series_value(column: str, model: CredentialMarket) -> Any:
