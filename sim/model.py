@@ -479,9 +479,10 @@ SERIES_COLUMNS = (
 
 @cache
 def second_core() -> ThreadPoolExecutor | None:
-    """One worker thread for the parts of a week that can run beside the rest (recruiter
-    search beside learners' applications: numpy releases the interpreter lock in the
-    heavy loops), shared by every model of the process; ``None`` with one core, where a
+    """One worker thread for the work that can run beside the rest: half of the graph's
+    searches and sorts when a model is built, recruiter search beside learners'
+    applications every week (numpy releases the interpreter lock in its loops, so the two
+    run at once). Shared by every model of the process; ``None`` with one core, where a
     thread would only add overhead. The results are the same with or without it."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return ThreadPoolExecutor(1, thread_name_prefix="credsim-week") if (cores or 1) > 1 else None

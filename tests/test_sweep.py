@@ -291,15 +291,15 @@ def test_cli_rejects_a_bad_sweep_file_with_exit_2(tmp_path: Path, capsys) -> Non
 def test_experiment_sweep_files_are_valid() -> None:
     """Every file of experiments/sweeps/ loads and expands (paper -> baseline if absent)."""
     expected = {  # name: (points, replications, twin)
-        "nudge_credibility": (100, 2, True),
-        "credibility_boost": (5, 4, True),
+        "nudge_credibility": (25, 2, True),
+        "credibility_boost": (6, 4, True),
         "stronger_nudge": (5, 4, True),
-        "everyone_nudged": (2, 4, True),
+        "everyone_nudged": (2, 6, True),
         "channels": (4, 4, True),
         "small_demo": (9, 2, False),
         "signal_precision": (4, 4, True),
         "bench_small": (10, 10, False),
-        "everyone_nudged_pause": (2, 4, True),
+        "everyone_nudged_pause": (2, 6, True),
         "crowding_share": (14, 5, True),
         "targeted_nudging": (9, 8, True),
     }
@@ -328,7 +328,11 @@ def test_experiment_sweep_files_are_valid() -> None:
     )
     nudges = sorted({p["sharing.nudge_strength"] for p in grid.points})
     base = grid.base.sharing.nudge_strength
-    assert nudges[0] == 0 and nudges[-1] == pytest.approx(4 * base) and len(nudges) == 10
+    assert nudges[0] == 0 and nudges[-1] == pytest.approx(4 * base) and len(nudges) == 5
+    # credibility as multiples of the base value: none, about 0.5 and 1, the base, twice it
+    cred = sorted({p["signal.credibility"] for p in grid.points})
+    base_cred = grid.base.signal.credibility
+    assert cred == pytest.approx([0.0, 0.2 * base_cred, 0.4 * base_cred, base_cred, 2 * base_cred])
 
 
 # ---- a real local run ----------------------------------------------------------------------
