@@ -880,9 +880,23 @@ def choose(
     the vacancies' first pairs, the pair offered each vacancy (-1: none), whether the
     background filled it, and every pair's score.
     """
-    m = scn.market
     # draws keyed by (vacancy, learner) and by vacancy, so twin worlds agree on them
     keys = rng.integers(0, 2**63, size=2, dtype=np.uint64)
+    return _choose_keyed(scn, keys, vacancy, learner, belief, bg_applicants)
+
+
+def _choose_keyed(
+    scn: Scenario,
+    keys: np.ndarray,
+    vacancy: np.ndarray,
+    learner: np.ndarray,
+    belief: np.ndarray,
+    bg_applicants: np.ndarray,
+):
+    """:func:`choose` with the week's two hash keys given: the fit of each pair and the
+    background's best at each vacancy depend on the keys and on that pair or vacancy
+    alone, so any set of whole vacancies can be screened apart."""
+    m = scn.market
     pair = vacancy.astype(np.uint64) * np.uint64(1 << 32) + learner.astype(np.uint64)
     fit = ndtri(np.clip(hashed_uniform(keys[0], pair), 1e-12, 1 - 1e-12))
     score = belief + m.fit_noise_sd * fit
@@ -918,6 +932,7 @@ def screen_and_hire(
     market: Market,
     cand: Candidates,
     rng: np.random.Generator,
+    pool: Executor | None = None,
 ) -> Hires:
     """Phase 4, screening and hiring: employers' beliefs (:func:`posterior_mean`), their
     offers (:func:`choose`), and the learners' choices on the job ladder.
@@ -929,18 +944,37 @@ def screen_and_hire(
     learner is employed from this week; the job is a *new job* for the study if it
     starts at least ``calendar.new_job_min_weeks`` after the learner's credential was
     granted (``first_job_week``, and ``first_scope_job_week`` for a vacancy in scope).
+
+    Every draw of the screening is keyed by its pair or vacancy (:func:`choose`), so the
+    vacancies can be screened in two halves; with ``pool`` (an executor with a free
+    worker) the lower half of the slots is screened there, on another core, and the
+    offers come out in the same order, so the hires are the same either way.
     """
-    vacancy, learner = unique_pairs(cand.vacancy, cand.learner)  # one application counts once
-    # the title's scope matters only where the credential is visible
-    shown = np.flatnonzero(state.shared[learner])
-    scope = np.ones(len(vacancy), bool)
-    scope[shown] = market.in_scope(scn, vacancy[shown])
-    belief = posterior_mean(scn, learner, pop, state.shared, scope)
-    starts, offer_pair, bg_filled, _ = choose(
-        scn, vacancy, learner, belief, market.bg_applicants[market.segment_of_slot(vacancy)], rng
-    )
-    offered = offer_pair[offer_pair >= 0]
-    o_vac, o_lrn = vacancy[offered], learner[offered]
+    keys = rng.integers(0, 2**63, size=2, dtype=np.uint64)  # as choose draws them
+
+    def screen(mask: np.ndarray | slice):
+        """Beliefs and offers at the vacancies of the candidacies ``mask``."""
+        vacancy, learner = unique_pairs(cand.vacancy[mask], cand.learner[mask])
+        # the title's scope matters only where the credential is visible
+        shown = np.flatnonzero(state.shared[learner])
+        scope = np.ones(len(vacancy), bool)
+        scope[shown] = market.in_scope(scn, vacancy[shown])
+        belief = posterior_mean(scn, learner, pop, state.shared, scope)
+        bg = market.bg_applicants[market.segment_of_slot(vacancy)]
+        starts, offer_pair, bg_filled, _ = _choose_keyed(scn, keys, vacancy, learner, belief, bg)
+        offered = offer_pair[offer_pair >= 0]
+        return vacancy[offered], learner[offered], vacancy[starts], bg_filled, len(vacancy)
+
+    if pool is None:
+        parts = [screen(slice(None))]
+    else:
+        # whole vacancies apart: the lower half of the slots there, the upper half here
+        low = cand.vacancy < market.n_slots // 2
+        below = pool.submit(screen, low)
+        above = screen(~low)
+        parts = [below.result(), above]
+    o_vac, o_lrn, touched, bg_filled = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    n_candidates = sum(p[4] for p in parts)
     q = match_quality(np.uint64(cand.match_key), o_vac, o_lrn)
     # each learner considers its best match
     order = np.lexsort((-q, o_lrn))
@@ -960,7 +994,7 @@ def screen_and_hire(
     counts = (week - pop.grant_week[i]) >= scn.calendar.new_job_min_weeks
     _first(state.first_job_week, i[counts], week)
     _first(state.first_scope_job_week, i[counts & in_scope], week)
-    touched_seg = market.segment_of_slot(vacancy[starts])
+    touched_seg = market.segment_of_slot(touched)
     return Hires(
         vacancy=vac,
         learner=i,
@@ -968,8 +1002,8 @@ def screen_and_hire(
         in_scope=in_scope,
         job_to_job=status == 0,
         status=status,
-        n_candidates=len(vacancy),
-        n_offers=len(offered),
+        n_candidates=n_candidates,
+        n_offers=len(o_vac),
         n_touched=np.bincount(touched_seg, minlength=N_SEGMENTS),
         background_touched=np.bincount(touched_seg[bg_filled], minlength=N_SEGMENTS),
     )

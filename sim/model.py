@@ -225,7 +225,7 @@ class CredentialMarket(mesa.Model):
         cand = dyn.search_and_apply(
             scn, w, pop, st, mk, seen, rng(w, "apply"), rng(w, "source"), second_core()
         )
-        hires = dyn.screen_and_hire(scn, w, pop, st, mk, cand, rng(w, "screen"))
+        hires = dyn.screen_and_hire(scn, w, pop, st, mk, cand, rng(w, "screen"), second_core())
         dyn.report_new_jobs(scn, w, pop, st, hires, rng(w, "report"))
         self._log_hires(hires)
         flow = dyn.flows(scn, w, st, mk, hires, rng(w, "separate"), rng(w, "vacancies"))

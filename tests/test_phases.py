@@ -9,6 +9,7 @@ tolerances).
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -783,6 +784,44 @@ def test_hiring_starts_a_job_that_counts_after_the_minimum_delay():
     assert st.job_in_scope[both].all()
     assert st.first_job_week[recent] == dyn.NO_WEEK  # too soon after the grant
     assert st.first_job_week[old] == week and st.first_scope_job_week[old] == week
+
+
+def test_screening_in_two_halves_on_another_thread_changes_nothing():
+    """With an executor, the lower half of the slots is screened on another thread: the
+    hires, in their order, and every state array they touch are those of the plain call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    scn, pop, st = _world(
+        {"market.applications_employed": 0.5, "market.sourced_per_vacancy": 10.0}, n=20_000
+    )
+    st.shared[::3] = True
+    st.employed[::2] = True
+    st.match[::2] = 0.5
+    market = _market(pop, 40, bg_applicants=2.0)
+    cand = dyn.search_and_apply(
+        scn,
+        30,
+        pop,
+        st,
+        market,
+        _no_looks(len(pop)),
+        np.random.default_rng(41),
+        np.random.default_rng(42),
+    )
+    runs = []
+    with ThreadPoolExecutor(1) as pool:
+        for executor in (None, pool):
+            state = copy.deepcopy(st)
+            hires = dyn.screen_and_hire(
+                scn, 30, pop, state, market, cand, np.random.default_rng(43), executor
+            )
+            runs.append((hires, state))
+    (plain, st_plain), (threaded, st_threaded) = runs
+    assert len(plain.learner) > 100 and plain.n_offers > len(plain.learner)
+    for f in dataclasses.fields(dyn.Hires):
+        np.testing.assert_array_equal(getattr(plain, f.name), getattr(threaded, f.name), f.name)
+    for f in dataclasses.fields(dyn.LearnerState):
+        np.testing.assert_array_equal(getattr(st_plain, f.name), getattr(st_threaded, f.name))
 
 
 # ---- phase 5: reporting and flows -------------------------------------------------------------
