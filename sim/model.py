@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from functools import cache, partial
 from pathlib import Path
@@ -196,6 +196,7 @@ class CredentialMarket(mesa.Model):
         self.market = dyn.Market.open(
             scn, self.population, employers, self.streams.weekly(self.week - 1, "vacancies")
         )
+        self._ahead: dict[str, _DrawnAhead] = {}  # this week's draws, made ahead
         self._series: list[dict[str, Any]] = []
         self._hires: list[tuple[np.ndarray, ...]] = []
         self._separations: list[tuple[np.ndarray, np.ndarray]] = []
@@ -208,6 +209,13 @@ class CredentialMarket(mesa.Model):
             self._build_agents()
         self.running = True
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the draws made ahead (a thread's futures): the next week then
+        draws in place, the same numbers."""
+        state = self.__dict__.copy()
+        state["_ahead"] = {}
+        return state
+
     # ---- the week ------------------------------------------------------------------
     def step(self) -> None:
         """One week: MODEL.md's five phases in order, then the week's record.
@@ -218,7 +226,13 @@ class CredentialMarket(mesa.Model):
         if not self.running:
             return
         scn, pop, st, mk, w = self.params, self.population, self.state, self.market, self.week
-        rng = self.streams.weekly
+        ahead, self._ahead = self._ahead, {}
+        if w + 1 < self.end_week:  # next week's fixed-size draws, on the second core
+            self._ahead = _draw_ahead(self.streams, w + 1, len(pop))
+
+        def rng(week: int, phase: str) -> np.random.Generator | _DrawnAhead:
+            return ahead.get(phase) or self.streams.weekly(week, phase)
+
         status = np.bincount(dyn.search_status(st.employed, pop.attached), minlength=3)
         new = dyn.share(scn, w, pop, st, self.treated, rng(w, "share"))
         seen = dyn.visibility(scn, w, pop, st, self.network, new, rng(w, "visibility"))
@@ -492,6 +506,63 @@ def second_core() -> ThreadPoolExecutor | None:
 # thread: it makes its own.
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=second_core.cache_clear)
+
+
+#: The fixed-size draws each phase makes first (uniforms, float32, one per learner).
+#: They depend on the week and the phase alone, so the second core makes them a week
+#: ahead (:func:`_draw_ahead`), and the phases find them ready.
+FIRST_DRAWS = {"share": 1, "visibility": 2, "apply": 1, "separate": 1}
+
+
+class _DrawnAhead:
+    """A phase's generator whose first draws (:data:`FIRST_DRAWS`) were made ahead, on
+    the second core. ``random`` hands them out in order, then the generator, which has
+    made them, goes on as if nothing had happened: the numbers are those of drawing in
+    place. A first call that is not the expected draw is an error, not a silent shift."""
+
+    def __init__(self, pending: Future) -> None:
+        self._pending = pending
+        self._gen: np.random.Generator | None = None
+        self._queue: list[np.ndarray] = []
+
+    @staticmethod
+    def make(streams: Streams, week: int, phase: str, n: int) -> tuple:
+        gen = streams.weekly(week, phase)
+        return gen, [gen.random(n, dtype=np.float32) for _ in range(FIRST_DRAWS[phase])]
+
+    def _ready(self) -> np.random.Generator:
+        if self._gen is None:
+            self._gen, self._queue = self._pending.result()
+        return self._gen
+
+    def random(self, size: Any = None, dtype: Any = np.float64, out: Any = None) -> Any:
+        gen = self._ready()
+        if not self._queue:
+            return gen.random(size, dtype=dtype, out=out)
+        head = self._queue[0]
+        if out is not None or np.dtype(dtype) != head.dtype or size != len(head):
+            raise RuntimeError(
+                f"draw out of order: expected random({len(head)}, float32) first, "
+                f"got random({size!r}, {np.dtype(dtype)})"
+            )
+        return self._queue.pop(0)
+
+    def __getattr__(self, name: str) -> Any:
+        gen = self._ready()
+        if self._queue:
+            raise RuntimeError(f"draw out of order: {name} before the draws made ahead")
+        return getattr(gen, name)
+
+
+def _draw_ahead(streams: Streams, week: int, n: int) -> dict[str, _DrawnAhead]:
+    """Week ``week``'s :data:`FIRST_DRAWS`, submitted to the second core (none on one)."""
+    pool = second_core()
+    if pool is None:
+        return {}
+    return {
+        phase: _DrawnAhead(pool.submit(_DrawnAhead.make, streams, week, phase, n))
+        for phase in FIRST_DRAWS
+    }
 
 
 def _series_value(column: str, model: CredentialMarket) -> Any:

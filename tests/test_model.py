@@ -292,6 +292,53 @@ def test_same_seed_gives_identical_output(small_run):
     assert res.seed == small_run.result.seed == SEED
 
 
+def test_the_second_core_changes_no_number(small_run, monkeypatch):
+    """The same run on one core (no worker thread: no draws made ahead, no graph halves,
+    no recruiters or screening beside the main thread) gives the same tables."""
+    import sim.model
+
+    monkeypatch.setattr(sim.model, "second_core", lambda: None)
+    one_core = CredentialMarket(small_run.model.params, rng=SEED).run()
+    pd.testing.assert_frame_equal(one_core.learners, small_run.result.learners)
+    pd.testing.assert_frame_equal(one_core.series, small_run.result.series)
+    pd.testing.assert_frame_equal(one_core.hires, small_run.result.hires)
+
+
+def test_draws_made_ahead_are_the_generators_own_and_come_in_order():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sim.model import Streams, _DrawnAhead
+
+    streams = Streams(5)
+    with ThreadPoolExecutor(1) as pool:
+        ahead = _DrawnAhead(pool.submit(_DrawnAhead.make, streams, 3, "visibility", 100))
+        fresh = streams.weekly(3, "visibility")
+        for _ in range(2):  # the two draws made ahead, then the generator goes on
+            np.testing.assert_array_equal(
+                ahead.random(100, dtype=np.float32), fresh.random(100, dtype=np.float32)
+            )
+        np.testing.assert_array_equal(ahead.random(7), fresh.random(7))
+        assert ahead.integers(0, 10, 5).tolist() == fresh.integers(0, 10, 5).tolist()
+        wrong = _DrawnAhead(pool.submit(_DrawnAhead.make, streams, 3, "share", 100))
+        with pytest.raises(RuntimeError, match="out of order"):
+            wrong.random(50, dtype=np.float32)
+        with pytest.raises(RuntimeError, match="out of order"):
+            wrong.poisson(1.0, 5)
+
+
+def test_a_model_pickles_mid_run_and_goes_on_alike():
+    import pickle
+
+    scn = small_scenario(3_000)
+    a = CredentialMarket(scn, rng=SEED)
+    for _ in range(5):
+        a.step()
+    b = pickle.loads(pickle.dumps(a))  # draws made ahead are dropped, then made in place
+    ra, rb = a.run(), b.run()
+    pd.testing.assert_frame_equal(ra.learners, rb.learners)
+    pd.testing.assert_frame_equal(ra.series, rb.series)
+
+
 def test_different_seeds_differ(small_run):
     other = CredentialMarket(small_run.model.params, rng=SEED + 99).run()
     a, b = small_run.result.learners, other.learners
