@@ -196,7 +196,8 @@ class CredentialMarket(mesa.Model):
         self.market = dyn.Market.open(
             scn, self.population, employers, self.streams.weekly(self.week - 1, "vacancies")
         )
-        self._ahead: dict[str, _DrawnAhead] = {}  # this week's draws, made ahead
+        #: (week, phase -> its first draws made ahead), for the week to come
+        self._ahead: tuple[int, dict[str, _DrawnAhead]] = (self.week, {})
         self._series: list[dict[str, Any]] = []
         self._hires: list[tuple[np.ndarray, ...]] = []
         self._separations: list[tuple[np.ndarray, np.ndarray]] = []
@@ -213,7 +214,7 @@ class CredentialMarket(mesa.Model):
         """Pickled without the draws made ahead (a thread's futures): the next week then
         draws in place, the same numbers."""
         state = self.__dict__.copy()
-        state["_ahead"] = {}
+        state["_ahead"] = (self.week, {})
         return state
 
     # ---- the week ------------------------------------------------------------------
@@ -226,12 +227,13 @@ class CredentialMarket(mesa.Model):
         if not self.running:
             return
         scn, pop, st, mk, w = self.params, self.population, self.state, self.market, self.week
-        ahead, self._ahead = self._ahead, {}
+        (week_ahead, ahead), self._ahead = self._ahead, (w + 1, {})
         if w + 1 < self.end_week:  # next week's fixed-size draws, on the second core
-            self._ahead = _draw_ahead(self.streams, w + 1, len(pop))
+            self._ahead = (w + 1, _draw_ahead(self.streams, w + 1, len(pop)))
 
         def rng(week: int, phase: str) -> np.random.Generator | _DrawnAhead:
-            return ahead.get(phase) or self.streams.weekly(week, phase)
+            made = ahead.get(phase) if week_ahead == week else None
+            return made or self.streams.weekly(week, phase)
 
         status = np.bincount(dyn.search_status(st.employed, pop.attached), minlength=3)
         new = dyn.share(scn, w, pop, st, self.treated, rng(w, "share"))
