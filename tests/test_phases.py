@@ -84,6 +84,18 @@ def _market(pop, stock, bg_applicants: float = 0.0) -> dyn.Market:
     )
 
 
+def _busy_world(bg_applicants: float = 0.0):
+    """A world where every kind of candidacy occurs: a third of the learners share, half
+    are employed (at match 0.5), employed learners apply, recruiters search a lot."""
+    scn, pop, st = _world(
+        {"market.applications_employed": 0.5, "market.sourced_per_vacancy": 10.0}, n=20_000
+    )
+    st.shared[::3] = True
+    st.employed[::2] = True
+    st.match[::2] = 0.5
+    return scn, pop, st, _market(pop, 40, bg_applicants=bg_applicants)
+
+
 def _no_looks(n: int) -> dyn.Seen:
     """Phase 2's output with no views and no employer looks."""
     zero = np.zeros(n, np.int32)
@@ -371,12 +383,7 @@ def test_recruiters_searching_on_another_thread_change_nothing():
     their order and the views it adds are exactly those of the plain call."""
     from concurrent.futures import ThreadPoolExecutor
 
-    scn, pop, st = _world(
-        {"market.applications_employed": 0.5, "market.sourced_per_vacancy": 10.0}, n=20_000
-    )
-    st.shared[::3] = True
-    st.employed[::2] = True
-    market = _market(pop, 40)
+    scn, pop, st, market = _busy_world()
     looks = dyn.Seen(
         np.zeros(len(pop), np.int32),
         np.zeros(len(pop), np.int32),
@@ -791,13 +798,7 @@ def test_screening_in_two_halves_on_another_thread_changes_nothing():
     hires, in their order, and every state array they touch are those of the plain call."""
     from concurrent.futures import ThreadPoolExecutor
 
-    scn, pop, st = _world(
-        {"market.applications_employed": 0.5, "market.sourced_per_vacancy": 10.0}, n=20_000
-    )
-    st.shared[::3] = True
-    st.employed[::2] = True
-    st.match[::2] = 0.5
-    market = _market(pop, 40, bg_applicants=2.0)
+    scn, pop, st, market = _busy_world(bg_applicants=2.0)
     cand = dyn.search_and_apply(
         scn,
         30,
