@@ -96,7 +96,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import ndtr, ndtri, pdtr
 
-from sim.network import ProfessionalGraph
+from sim.network import ProfessionalGraph, run_both
 from sim.params import DOMAINS, Scenario
 from sim.population import Employers, Learners
 
@@ -657,13 +657,11 @@ def search_and_apply(
     executor with a free worker) recruiters search there while learners apply, on another
     core: the result is the same either way.
     """
-    if pool is None:
-        apps = _applications(scn, pop, state, market, rng_apply)
-        found = _recruiters(scn, state, market, seen, rng_source)
-    else:
-        searching = pool.submit(_recruiters, scn, state, market, seen, rng_source)
-        apps = _applications(scn, pop, state, market, rng_apply)
-        found = searching.result()
+    found, apps = run_both(
+        pool,
+        lambda: _recruiters(scn, state, market, seen, rng_source),
+        lambda: _applications(scn, pop, state, market, rng_apply),
+    )
     app_vac, app_learner, key = apps
     src_vac, src_learner, feed_vac, feed_learner, views = found
     # directed on-the-job search: an employed learner sees a vacancy's match before it
@@ -970,9 +968,7 @@ def screen_and_hire(
     else:
         # whole vacancies apart: the lower half of the slots there, the upper half here
         low = cand.vacancy < market.n_slots // 2
-        below = pool.submit(screen, low)
-        above = screen(~low)
-        parts = [below.result(), above]
+        parts = run_both(pool, lambda: screen(low), lambda: screen(~low))
     o_vac, o_lrn, touched, bg_filled = (np.concatenate([p[i] for p in parts]) for i in range(4))
     n_candidates = sum(p[4] for p in parts)
     q = match_quality(np.uint64(cand.match_key), o_vac, o_lrn)

@@ -41,7 +41,7 @@ import numpy as np
 from sim.params import DOMAINS, Scenario
 from sim.population import Employers, Learners
 
-__all__ = ["ProfessionalGraph", "build_graph"]
+__all__ = ["ProfessionalGraph", "build_graph", "run_both"]
 
 
 @dataclass
@@ -206,7 +206,7 @@ def _assemble(
         src = np.repeat(np.arange(n, dtype=np.int32), np.diff(le_indptr))
         return (le_indptr, le_indices, *_csr(m, n, le_indices, src))
 
-    (ll_indptr, ll_indices), employer = _both(pool, learner_links, employer_links)
+    (ll_indptr, ll_indices), employer = run_both(pool, learner_links, employer_links)
     return ProfessionalGraph(n, m, ll_indptr, ll_indices, *employer)
 
 
@@ -338,13 +338,18 @@ def build_graph(
     # the whole population; each link's kind is drawn above, its block is its source's.
     cell = dom * 2 + cty
     src_cell = np.repeat(cell.astype(np.int8), stubs)
-    kinds = {
-        "cell": (same_dom & same_cty, cell, 2 * nd),
-        "dom": (same_dom & ~same_cty, dom, nd),
-        "cty": (~same_dom & same_cty, cty, 2),
-        "all": (~same_dom & ~same_cty, np.zeros(n, np.int64), 1),
+    kinds = {  # each kind's block of every learner, and the number of blocks
+        "cell": (cell, 2 * nd),
+        "dom": (dom, nd),
+        "cty": (cty, 2),
+        "all": (np.zeros(n, np.int64), 1),
     }
-    idx = {kind: np.flatnonzero(mask) for kind, (mask, _, _) in kinds.items()}
+    idx = {
+        "cell": np.flatnonzero(same_dom & same_cty),
+        "dom": np.flatnonzero(same_dom & ~same_cty),
+        "cty": np.flatnonzero(~same_dom & same_cty),
+        "all": np.flatnonzero(~same_dom & ~same_cty),
+    }
     del same_dom, same_cty
     blocks = {
         "cell": src_cell[idx["cell"]],
@@ -370,13 +375,12 @@ def build_graph(
     def search(kind: str) -> np.ndarray | None:
         """Fill ``dst`` for one kind of link (the domain sampler also draws the
         employers' links, returned); a sampler lives only as long as it is needed."""
-        _, block, n_blocks = kinds[kind]
-        sampler = _BlockSampler(weight, block, n_blocks)
+        sampler = _BlockSampler(weight, *kinds[kind])
         dst[idx[kind]] = sampler.pick(blocks[kind], u[kind])
         return sampler.pick(e_blocks, u_employers) if kind == "dom" else None
 
     # about half of the draws each: cell and country links; domain, employer and any links
-    _, (e_dst, _) = _both(
+    _, (e_dst, _) = run_both(
         pool,
         lambda: [search(kind) for kind in ("cell", "cty")],
         lambda: [search(kind) for kind in ("dom", "all")],
@@ -384,9 +388,9 @@ def build_graph(
     return _assemble(n, m, src, dst, e_dst, e_src, pool)
 
 
-def _both(pool: Executor | None, first: Callable[[], Any], second: Callable[[], Any]):
+def run_both(pool: Executor | None, first: Callable[[], Any], second: Callable[[], Any]):
     """``(first(), second())``, the first on ``pool`` while the second runs here (both
-    here, in order, without a pool)."""
+    here, in order, without a pool): two independent halves of a job on two cores."""
     if pool is None:
         return first(), second()
     running = pool.submit(first)
