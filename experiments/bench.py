@@ -119,8 +119,10 @@ def measure(scenario_path: str | Path, n_learners: int | None, seed: int = 0) ->
     import pandas
 
     import sim.cli  # noqa: F401
-    from sim import store
+    from sim import process, store
     from sim.model import CredentialMarket
+
+    process.tune()  # as `credsim` does before any command
 
     startup = {
         "startup_s": _since_start(),
@@ -158,10 +160,12 @@ def measure(scenario_path: str | Path, n_learners: int | None, seed: int = 0) ->
 
 def measure_build(scenario_path: str | Path, n_learners: int | None, seed: int = 0) -> dict:
     """The population and the graph drawn on their own, as a model of ``seed`` draws them."""
+    from sim import process
     from sim.model import Streams, second_core
     from sim.network import build_graph
     from sim.population import draw_employers, draw_learners
 
+    process.tune()
     scenario = _scenario(scenario_path, n_learners)
     streams = Streams(seed)
     clock = _Clock()
