@@ -115,8 +115,8 @@ __all__ = [
     "flows",
     "hashed_uniform",
     "match_quality",
+    "poisson_nonzero_by",
     "poisson_quantile",
-    "poisson_quantile_by",
     "posterior_mean",
     "report_new_jobs",
     "screen_and_hire",
@@ -692,9 +692,7 @@ def _applications(
     # applications: per-learner counts from one fixed-size draw (common random numbers)
     u_app = rng.random(n, dtype=np.float32)
     status = search_status(state.employed, pop.attached)
-    n_app = poisson_quantile_by(application_rates(scn), status, u_app)
-    senders = np.flatnonzero(n_app)  # most learners send none this week
-    count = n_app[senders]
+    senders, count = poisson_nonzero_by(application_rates(scn), status, u_app)
     app_learner = np.repeat(senders, count)
     k = len(app_learner)
     # each application's draws are a hash of (week key, learner, its number): a learner
@@ -790,20 +788,24 @@ def _source(
     return vacancy, learner
 
 
-def poisson_quantile_by(lams: np.ndarray, group: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """``Poisson(lams[group[i]])`` draws by inversion (:func:`poisson_quantile`), one
-    uniform each: the count of learner ``i`` depends on its own uniform and rate only.
-    Most counts are zero, so those are settled with one comparison first."""
+def poisson_nonzero_by(
+    lams: np.ndarray, group: np.ndarray, u: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The nonzero ``Poisson(lams[group[i]])`` draws by inversion (:func:`poisson_quantile`),
+    one uniform each, so the count of ``i`` depends on its own uniform and rate only:
+    the indices ``i`` with a nonzero count (ascending) and their counts. Most counts are
+    zero (most learners send no application in a week), so those are settled with one
+    comparison each, and only the rest are counted."""
     lams = np.asarray(lams, dtype=float)
-    zero = u < np.exp(-lams).astype(np.float32)[group]
-    out = np.zeros(len(u), dtype=np.int16)
-    rest = np.flatnonzero(~zero)
+    rest = np.flatnonzero(u >= np.exp(-lams).astype(np.float32).take(group))
     g = group[rest]
+    count = np.zeros(len(rest), dtype=np.int16)
     for k, lam in enumerate(lams):
-        idx = rest[g == k]
-        if len(idx) and lam > 0:
-            out[idx] = poisson_quantile(float(lam), u[idx])
-    return out
+        at = np.flatnonzero(g == k)
+        if len(at) and lam > 0:
+            count[at] = poisson_quantile(float(lam), u[rest[at]])
+    keep = count > 0  # a uniform at the float32 rounding of exp(-lam) still counts zero
+    return rest[keep], count[keep]
 
 
 # ---- phase 4 ------------------------------------------------------------------------
@@ -914,11 +916,18 @@ def _choose_keyed(
     a = bg_applicants[starts]
     u = hashed_uniform(keys[1], vacancy[starts])
     sd = math.hypot(m.background_skill_sd, m.fit_noise_sd)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tail = np.log(u) / np.maximum(a, 1e-300)  # log(u) / a = -(1 - F(x))
-        bg = np.where(u > np.exp(-a), m.background_skill_mean + sd * ndtri(1.0 + tail), -np.inf)
+    has_bg = u > np.exp(-a)
+    with np.errstate(divide="ignore"):
+        q = 1.0 + np.log(u) / np.maximum(a, 1e-300)  # log(u) / a = -(1 - F(x)): F(bg) = q
+    # the background's best clears the bar where its quantile is above the bar's
+    bg_clears = has_bg & (q >= ndtr((m.hiring_bar - m.background_skill_mean) / sd))
+    # its score is needed only where a learner clears the bar too: the two compete
+    compete = np.flatnonzero(has_bg & (best >= m.hiring_bar))
+    bg = np.full(len(starts), -np.inf)
+    bg[compete] = m.background_skill_mean + sd * ndtri(q[compete])
     learner_wins = (best > bg) & (best >= m.hiring_bar)
-    background_wins = ~learner_wins & (bg >= m.hiring_bar)
+    # where the learner clears the bar and loses, the background beat it, so it cleared
+    background_wins = ~learner_wins & ((best >= m.hiring_bar) | bg_clears)
     return starts, np.where(learner_wins, best_pair, -1), background_wins, score
 
 

@@ -559,6 +559,22 @@ def test_poisson_by_inversion_is_poisson_and_uses_one_uniform_per_draw():
     )
 
 
+def test_poisson_nonzero_by_group_keeps_each_draw_and_only_the_nonzero_ones():
+    rng = np.random.default_rng(1)
+    u = rng.random(100_000, dtype=np.float32)
+    group = rng.integers(0, 4, len(u)).astype(np.int8)
+    lams = np.array([0.15, 2.0, 0.0, 0.02])
+    idx, count = dyn.poisson_nonzero_by(lams, group, u)
+    # the dense draws, one by one, by each learner's own rate and uniform
+    dense = np.zeros(len(u), np.int64)
+    for k, lam in enumerate(lams):
+        at = group == k
+        dense[at] = dyn.poisson_quantile(lam, u[at].astype(np.float64))
+    np.testing.assert_array_equal(idx, np.flatnonzero(dense))
+    np.testing.assert_array_equal(count, dense[idx])
+    assert not np.isin(idx, np.flatnonzero(group == 2)).any()  # a zero rate sends none
+
+
 # ---- phase 4: screening and hiring ----------------------------------------------------------
 
 
