@@ -782,7 +782,11 @@ def _source(
     n_src = rng.poisson(expected)
     d = np.repeat(np.arange(N_SEGMENTS, dtype=np.int64), n_src)
     u = lo[d] + rng.random(len(d)) * (hi[d] - lo[d])
-    pos = np.minimum(np.searchsorted(cum, u, side="right"), n - 1)
+    # searched in ascending order, the needles walk the running sum once: far fewer
+    # cache misses than in the order drawn (the same positions)
+    order = np.argsort(u)
+    pos = np.empty(len(u), np.int64)
+    pos[order] = np.minimum(np.searchsorted(cum, u[order], side="right"), n - 1)
     learner = market.seg_order[pos].astype(np.int64)
     vacancy = slots[slot_starts[d] + (rng.random(len(d)) * stock[d]).astype(np.int64)]
     return vacancy, learner
