@@ -56,3 +56,13 @@ def test_a_child_process_inherits_the_settings(clean_env):
     code = "import numpy as np; print(np._core.multiarray._get_madvise_hugepage())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_credsim_tunes_its_process_before_a_command(clean_env, tmp_path):
+    from sim import cli
+
+    _numpy_switch._set_madvise_hugepage(True)
+    # an unknown scenario: the command fails fast, after the process was tuned
+    assert cli.main(["run", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "r")]) == 2
+    assert not _numpy_switch._get_madvise_hugepage()
+    assert os.environ[process.HUGEPAGE_VAR] == "0"
