@@ -123,6 +123,7 @@ __all__ = [
     "search_and_apply",
     "share",
     "slots_by_scope",
+    "status_counts",
     "unique_pairs",
     "visibility",
 ]
@@ -142,6 +143,11 @@ def expand_csr(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray):
     offsets = np.repeat(starts - np.cumsum(counts) + counts, counts)
     pos = offsets + np.arange(total)
     return np.repeat(rows, counts), indices[pos]
+
+
+def _degree(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Row lengths of a CSR matrix at ``rows`` (without differencing all of ``indptr``)."""
+    return indptr[rows + 1] - indptr[rows]
 
 
 # ---- the state the phases work on ---------------------------------------------------
@@ -232,6 +238,14 @@ def application_rates(scn: Scenario) -> np.ndarray:
 def search_status(employed: np.ndarray, attached: np.ndarray) -> np.ndarray:
     """0 employed, 1 unemployed (attached, not employed), 2 marginal (not employed)."""
     return (~employed).view(np.int8) * (2 - attached.view(np.int8))
+
+
+def status_counts(employed: np.ndarray, attached: np.ndarray) -> np.ndarray:
+    """How many learners have each :func:`search_status` (its bincount, without the
+    per-learner codes)."""
+    n_employed = np.count_nonzero(employed)
+    n_unemployed = np.count_nonzero(attached) - np.count_nonzero(attached & employed)
+    return np.array([n_employed, n_unemployed, len(employed) - n_employed - n_unemployed])
 
 
 @dataclass
@@ -505,7 +519,7 @@ def visibility(
     # second hop: neighbours of resharers see the original sharer's post
     rs_origin = src[reshare]
     _, hop_nb = expand_csr(graph.ll_indptr, graph.ll_indices, nb[reshare])
-    origin2 = np.repeat(rs_origin, np.diff(graph.ll_indptr)[nb[reshare]])
+    origin2 = np.repeat(rs_origin, _degree(graph.ll_indptr, nb[reshare]))
     keep = (hop_nb != origin2) & (rng.random(len(hop_nb)) < p_see)
     origin2 = origin2[keep]
     clicks2 = rng.random(len(origin2)) < v.click_prob
@@ -516,7 +530,7 @@ def visibility(
     seeds = np.concatenate([new_sharers, nb[reshare]])
     origin = np.concatenate([new_sharers, rs_origin])
     _, emp = expand_csr(graph.le_indptr, graph.le_indices, seeds)
-    e_origin = np.repeat(origin, np.diff(graph.le_indptr)[seeds])
+    e_origin = np.repeat(origin, _degree(graph.le_indptr, seeds))
     looks = rng.random(len(emp)) < p_see * v.employer_look_prob
     look_employer, look_learner = emp[looks], e_origin[looks]
     np.add.at(views, look_learner, 1)
@@ -654,22 +668,26 @@ def search_and_apply(
 
     Learners' applications and recruiters' search draw from their own streams and touch
     different parts of ``state`` (only the search adds views), so with ``pool`` (an
-    executor with a free worker) recruiters search there while learners apply, on another
-    core: the result is the same either way.
+    executor with a free worker) recruiters search there while learners apply and weigh
+    their applications' matches, on another core: the result is the same either way.
     """
-    found, apps = run_both(
-        pool,
-        lambda: _recruiters(scn, state, market, seen, rng_source),
-        lambda: _applications(scn, pop, state, market, rng_apply),
+    settling = scn.market.settling_in_weeks
+
+    def worth_it(vacancy: np.ndarray, learner: np.ndarray, key: np.uint64):
+        """Directed on-the-job search: an employed learner sees a vacancy's match before
+        it applies or answers a recruiter, and only a better match is worth it."""
+        keep = _worth_moving(key, state, vacancy, learner, week, settling)
+        return vacancy[keep], learner[keep]
+
+    def apply() -> tuple[tuple[np.ndarray, np.ndarray], np.uint64]:
+        vacancy, learner, key = _applications(scn, pop, state, market, rng_apply)
+        return worth_it(vacancy, learner, key), key
+
+    found, (applied, key) = run_both(
+        pool, lambda: _recruiters(scn, state, market, seen, rng_source), apply
     )
-    app_vac, app_learner, key = apps
     src_vac, src_learner, feed_vac, feed_learner, views = found
-    # directed on-the-job search: an employed learner sees a vacancy's match before it
-    # applies or answers a recruiter, and only a better match is worth it
-    groups = []
-    for v, lrn in ((app_vac, app_learner), (src_vac, src_learner), (feed_vac, feed_learner)):
-        keep = _worth_moving(key, state, v, lrn, week, scn.market.settling_in_weeks)
-        groups.append((v[keep], lrn[keep]))
+    groups = [applied, worth_it(src_vac, src_learner, key), worth_it(feed_vac, feed_learner, key)]
     return Candidates(
         vacancy=np.concatenate([g[0] for g in groups]),
         learner=np.concatenate([g[1] for g in groups]),

@@ -235,7 +235,7 @@ class CredentialMarket(mesa.Model):
             made = ahead.get(phase) if week_ahead == week else None
             return made or self.streams.weekly(week, phase)
 
-        status = np.bincount(dyn.search_status(st.employed, pop.attached), minlength=3)
+        status = dyn.status_counts(st.employed, pop.attached)
         new = dyn.share(scn, w, pop, st, self.treated, rng(w, "share"))
         seen = dyn.visibility(scn, w, pop, st, self.network, new, rng(w, "visibility"))
         cand = dyn.search_and_apply(

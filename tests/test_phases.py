@@ -305,6 +305,16 @@ def test_feed_views_come_from_neighbours_of_new_sharers():
 # ---- phase 3: search and applications -------------------------------------------------------
 
 
+def test_status_counts_are_the_bincount_of_the_search_status():
+    rng = np.random.default_rng(4)
+    employed, attached = rng.random(1_000) < 0.6, rng.random(1_000) < 0.7
+    np.testing.assert_array_equal(
+        dyn.status_counts(employed, attached),
+        np.bincount(dyn.search_status(employed, attached), minlength=3),
+    )
+    np.testing.assert_array_equal(dyn.status_counts(employed[:0], attached[:0]), [0, 0, 0])
+
+
 def test_applications_follow_the_search_status_at_the_poisson_rates():
     rates = {0: 0.3, 1: 2.0, 2: 0.5}  # employed, unemployed (attached), marginal
     scn, pop, st = _world(
