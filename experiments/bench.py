@@ -7,7 +7,8 @@ user meets it and peak RSS is that run's alone. A child does what ``credsim run`
 through public API only:
 
 1. start-up: interpreter and the imports of ``credsim run`` (``sim.cli``, ``sim.model``,
-   ``sim.store``), counted from the process's start;
+   ``sim.store``), counted from the process's start; then the process settings ``credsim``
+   makes before any command (:func:`sim.process.tune`: small pages, freed memory kept);
 2. build: ``CredentialMarket(scenario, rng=seed, agents=False)``;
 3. steps: ``model.step()`` while ``model.running`` (burn-in and follow-up weeks);
 4. result: ``model.result()`` (the series, per-learner and hires tables);

@@ -29,8 +29,6 @@ import ctypes
 import os
 import sys
 
-import numpy as np
-
 __all__ = ["HUGEPAGE_VAR", "MALLOC_SETTINGS", "keep_freed_memory", "small_pages", "tune"]
 
 #: numpy's switch for ``madvise``-ing large arrays into huge pages (read at its import).
@@ -48,6 +46,8 @@ def small_pages() -> bool:
     """Back this process's new large arrays with ordinary pages, unless the environment
     says otherwise (``NUMPY_MADVISE_HUGEPAGE=1``), and pass the choice on to child
     processes through the environment. Returns whether huge pages are off."""
+    import numpy as np  # here: ``credsim --help`` imports this module, not numpy
+
     os.environ.setdefault(HUGEPAGE_VAR, "0")
     off = os.environ[HUGEPAGE_VAR] == "0"
     switch = getattr(getattr(np, "_core", None), "multiarray", None)
