@@ -239,3 +239,16 @@ def test_manifest_records_spawn_key_of_a_replication() -> None:
     assert a["seed"] == b["seed"] == 7
     assert (a["spawn_key"], b["spawn_key"]) == ([0], [1])
     assert store.manifest(Scenario(), 7)["spawn_key"] == []
+
+
+def test_the_program_exits_with_mains_code_after_freezing_the_collector(monkeypatch) -> None:
+    import gc
+
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    try:
+        with pytest.raises(SystemExit) as exc:
+            cli.entry()
+        assert exc.value.code == 3
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
