@@ -9,8 +9,9 @@ worker processes it starts); the results do not change, only the time.
   huge pages (``madvise``). Where the kernel compacts memory to find such a page at its
   first touch (``transparent_hugepage/defrag = madvise``), or where a virtual machine's
   host supplies fresh memory lazily, that first touch can cost milliseconds a page once
-  memory is fragmented: building the graph of 880,000 learners then took 4 to 8 s
-  instead of 1.7 s on a shared 2-core machine. With small pages there is no such stall.
+  memory is fragmented: building a model of 880,000 learners then took 4 to 8 s
+  instead of 1.5 to 1.8 s on a shared 2-core virtual machine, where a fresh 1 GB array
+  took 16 s to fill with huge pages and 0.8 s without. With small pages there is no such stall.
   numpy reads the switch, ``NUMPY_MADVISE_HUGEPAGE``, when it is imported; a value set in
   the environment wins over this module's default of ``0``.
 * **Freed memory.** glibc returns freed memory at the top of its heaps to the kernel
