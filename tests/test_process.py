@@ -38,7 +38,9 @@ def test_small_pages_leaves_an_explicit_choice_alone(clean_env):
     assert os.environ[process.HUGEPAGE_VAR] == "1"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc settings")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="glibc's malloc settings exist on Linux only"
+)
 def test_keep_freed_memory_sets_glibc_and_the_environment_but_not_a_users_value(clean_env):
     var = process.MALLOC_SETTINGS[1][0]
     clean_env.setenv(var, "12345")
