@@ -944,12 +944,13 @@ def _choose_keyed(
     # the background's best clears the bar where its quantile is above the bar's
     bg_clears = has_bg & (q >= ndtr((m.hiring_bar - m.background_skill_mean) / sd))
     # its score is needed only where a learner clears the bar too: the two compete
-    compete = np.flatnonzero(has_bg & (best >= m.hiring_bar))
+    learner_clears = best >= m.hiring_bar
+    compete = np.flatnonzero(has_bg & learner_clears)
     bg = np.full(len(starts), -np.inf)
     bg[compete] = m.background_skill_mean + sd * ndtri(q[compete])
-    learner_wins = (best > bg) & (best >= m.hiring_bar)
+    learner_wins = (best > bg) & learner_clears
     # where the learner clears the bar and loses, the background beat it, so it cleared
-    background_wins = ~learner_wins & ((best >= m.hiring_bar) | bg_clears)
+    background_wins = ~learner_wins & (learner_clears | bg_clears)
     return starts, np.where(learner_wins, best_pair, -1), background_wins, score
 
 
